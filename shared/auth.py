@@ -1,0 +1,144 @@
+"""API keys: creation, storage as a hash, authentication, roles and scope.
+
+A key reads `d06_<id>_<secret>`: the id (public, 48 bits) makes lookup one primary-key hit, the secret
+(192 random bits) is never stored — only its SHA-256. A fast hash is the standard construction for
+high-entropy tokens (there is nothing to brute-force); slow KDFs exist for human passwords. Every request
+reads the key's row, so a revocation takes effect at once on every replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.hierarchy import NATION, Unit
+
+PREFIX = "d06"
+
+
+class Role(StrEnum):
+    SUBMIT = "submit"
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str | None  # None for anonymous public reads
+    roles: frozenset[str]
+    scope_edition: str | None  # None: the scope code applies to every edition (only for VN)
+    scope_code: str
+
+    def has(self, role: Role) -> bool:
+        return role.value in self.roles
+
+    def can_see(self, unit: Unit) -> bool:
+        if self.scope_code == NATION and self.scope_edition in (None, unit.edition):
+            return True
+        if self.scope_edition is not None and unit.edition != self.scope_edition:
+            return False
+        return unit.code == self.scope_code or self.scope_code in unit.ancestors
+
+
+ANONYMOUS = Principal(None, frozenset({Role.READ.value}), None, NATION)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """(key id, full key to show once)."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{PREFIX}_{key_id}_{secrets.token_urlsafe(24)}"
+
+
+def key_id_of(token: str) -> str | None:
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1]
+
+
+async def create_key(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    scope_code: str,
+    scope_edition: str | None,
+    roles: list[str],
+    expires_at: datetime | None = None,
+) -> tuple[str, str]:
+    key_id, key = new_key()
+    await conn.execute(
+        text("""
+        INSERT INTO api_keys (id, name, secret_hash, scope_edition, scope_code, roles, expires_at)
+        VALUES (:id, :name, :hash, :edition, :scope, :roles, :expires)
+        """),
+        {
+            "id": key_id, "name": name, "hash": hash_key(key), "edition": scope_edition,
+            "scope": scope_code, "roles": sorted(set(roles)), "expires": expires_at,
+        },
+    )
+    return key_id, key
+
+
+async def list_keys(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text("""
+        SELECT id, name, scope_edition, scope_code, roles, created_at, expires_at, revoked_at, last_used_at
+        FROM api_keys ORDER BY created_at
+        """)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def revoke_key(conn: AsyncConnection, key_id: str) -> bool:
+    result = await conn.execute(
+        text("UPDATE api_keys SET revoked_at = now() WHERE id = :id AND revoked_at IS NULL RETURNING id"),
+        {"id": key_id},
+    )
+    return result.first() is not None
+
+
+async def authenticate(conn: AsyncConnection, token: str, *, touch: bool) -> Principal | None:
+    """The principal of a valid, unexpired, unrevoked key; None otherwise (never says which)."""
+    key_id = key_id_of(token)
+    if key_id is None:
+        return None
+    row = (
+        await conn.execute(
+            text("""
+            SELECT secret_hash, scope_edition, scope_code, roles FROM api_keys
+            WHERE id = :id AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+            """),
+            {"id": key_id},
+        )
+    ).first()
+    if row is None or not hmac.compare_digest(row.secret_hash, hash_key(token)):
+        return None
+    if touch:
+        # At most one write a minute per key: last_used_at is for operators, not an audit trail.
+        await conn.execute(
+            text("""
+            UPDATE api_keys SET last_used_at = now()
+            WHERE id = :id AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+            """),
+            {"id": key_id},
+        )
+    return Principal(key_id, frozenset(row.roles), row.scope_edition, row.scope_code)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None

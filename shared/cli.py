@@ -1,0 +1,243 @@
+"""The `d06` command line: the operator's and developer's tool for everything that is not an HTTP call."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from shared.auth import Role, create_key, list_keys, revoke_key
+from shared.catalog import load_catalog, store_catalog
+from shared.db import make_engine, transaction
+from shared.hierarchy import Edition, fetch_hierarchy, read_dataset, store_units
+from shared.settings import CommonSettings
+
+DEMO_EVENTS = Path(__file__).with_name("demo") / "seed_events.json"
+
+
+def _settings() -> CommonSettings:
+    return CommonSettings()
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    return asyncio.run(coro_fn())
+
+
+async def _with_db(body: Callable[[Any], Awaitable[int]]) -> int:
+    engine = make_engine(_settings().database_url, pool_size=2, app="d06-cli")
+    try:
+        async with transaction(engine) as conn:
+            return await body(conn)
+    finally:
+        await engine.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.migrate import upgrade
+
+    upgrade(_settings().database_url)
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_hierarchy_load(args: argparse.Namespace) -> int:
+    units = read_dataset()
+
+    async def body(conn: Any) -> int:
+        await store_units(conn, units)
+        counts = await conn.execute(
+            text("SELECT edition, level, count(*) FROM units GROUP BY 1, 2 ORDER BY 1, 2")
+        )
+        for edition, level, n in counts:
+            print(f"  {edition:7} {level:9} {n:>6,}")
+        return 0
+
+    print(f"loading {len(units):,} units of both editions from the vietnamadminunits dataset…")
+    return _run(lambda: _with_db(body))
+
+
+def cmd_catalog_load(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+
+    async def body(conn: Any) -> int:
+        await store_catalog(conn, catalog)
+        print(f"catalogue: {len(catalog)} indicators loaded")
+        return 0
+
+    return _run(lambda: _with_db(body))
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    unknown = sorted(set(roles) - {r.value for r in Role})
+    if unknown:
+        print(f"unknown role(s) {unknown}; roles are submit, read, admin", file=sys.stderr)
+        return 2
+    expires = datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+
+    async def body(conn: Any) -> int:
+        if args.scope != "VN" or args.edition:
+            hierarchy = await fetch_hierarchy(conn)
+            edition = args.edition or Edition.E2025.value
+            if hierarchy.get(edition, args.scope) is None:
+                print(f"no unit {args.scope} in edition {edition}", file=sys.stderr)
+                return 2
+        key_id, key = await create_key(
+            conn, name=args.name, scope_code=args.scope,
+            scope_edition=args.edition or (None if args.scope == "VN" else Edition.E2025.value),
+            roles=roles, expires_at=expires,
+        )
+        print(key)
+        print(f"key id {key_id}: shown once, store it now", file=sys.stderr)
+        return 0
+
+    return _run(lambda: _with_db(body))
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    async def body(conn: Any) -> int:
+        rows = await list_keys(conn)
+        print(f"{'id':12}  {'name':20}  {'scope':14}  {'roles':20}  {'state':8}  last used")
+        for r in rows:
+            state = "revoked" if r["revoked_at"] else (
+                "expired" if r["expires_at"] and r["expires_at"] < datetime.now(UTC) else "active"
+            )
+            scope = f"{r['scope_edition'] or '*'}/{r['scope_code']}"
+            print(f"{r['id']:12}  {r['name'][:20]:20}  {scope:14}  {','.join(r['roles']):20}  "
+                  f"{state:8}  {r['last_used_at'] or '-'}")
+        return 0
+
+    return _run(lambda: _with_db(body))
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    async def body(conn: Any) -> int:
+        if await revoke_key(conn, args.key_id):
+            print(f"key {args.key_id} revoked")
+            return 0
+        print(f"no active key {args.key_id}", file=sys.stderr)
+        return 1
+
+    return _run(lambda: _with_db(body))
+
+
+def cmd_demo_load(args: argparse.Namespace) -> int:
+    import httpx
+
+    key = args.key or Path(args.key_file).read_text().strip()
+    body = DEMO_EVENTS.read_bytes()
+    response = httpx.post(
+        f"{args.url.rstrip('/')}/v1/events",
+        content=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    if response.status_code != 202:
+        print(f"demo load failed: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    result = response.json()
+    print(f"demo: {result['accepted']} seed-report events accepted through the ingest API")
+    return 0
+
+
+def cmd_rollups_verify(args: argparse.Namespace) -> int:
+    from shared.verify import verify
+
+    async def body(conn: Any) -> int:
+        hierarchy = await fetch_hierarchy(conn)
+        differences = await verify(
+            conn, hierarchy, load_catalog(), edition=args.edition, unit=args.unit, indicator=args.indicator
+        )
+        for d in differences[: args.max_print]:
+            print(d)
+        if differences:
+            print(f"{len(differences):,} difference(s) found", file=sys.stderr)
+            return 1
+        print("rollups verified: no difference")
+        return 0
+
+    return _run(lambda: _with_db(body))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    async def body(conn: Any) -> int:
+        result = await conn.execute(
+            text("UPDATE outbox SET published_at = NULL WHERE seq >= :seq AND published_at IS NOT NULL"),
+            {"seq": args.from_seq},
+        )
+        print(f"{result.rowcount:,} event(s) from seq {args.from_seq} queued for republication by the relay")
+        return 0
+
+    return _run(lambda: _with_db(body))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from shared.devrun import run
+
+    return run(reset=args.reset)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="d06", description="d06: Project 06 indicator reporting")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(fn=cmd_migrate)
+    sub.add_parser("run", help="start the whole suite locally (make run)").set_defaults(fn=cmd_run)
+    sub.choices["run"].add_argument("--reset", action="store_true", help="start from an empty database")
+
+    hierarchy = sub.add_parser("hierarchy", help="administrative units").add_subparsers(dest="sub", required=True)
+    hierarchy.add_parser("load", help="load both editions from vietnamadminunits").set_defaults(
+        fn=cmd_hierarchy_load
+    )
+
+    catalog = sub.add_parser("catalog", help="the indicator catalogue").add_subparsers(dest="sub", required=True)
+    catalog.add_parser("load", help="load indicators.yaml into the database").set_defaults(fn=cmd_catalog_load)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="sub", required=True)
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--scope", required=True, help="unit code of the subtree, or VN")
+    create.add_argument("--edition", choices=[e.value for e in Edition], help="edition of the scope unit")
+    create.add_argument("--roles", required=True, help="comma-separated: submit,read,admin")
+    create.add_argument("--name", default="unnamed")
+    create.add_argument("--expires-in-days", type=int, default=None)
+    create.set_defaults(fn=cmd_keys_create)
+    keys.add_parser("list", help="list keys (never their secrets)").set_defaults(fn=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(fn=cmd_keys_revoke)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="sub", required=True)
+    load = demo.add_parser("load", help="post the seed reports' figures through the ingest API")
+    load.add_argument("--url", default="http://127.0.0.1:8001")
+    load.add_argument("--key")
+    load.add_argument("--key-file", default=".run/dev-api-key")
+    load.set_defaults(fn=cmd_demo_load)
+
+    rollups = sub.add_parser("rollups", help="the read model").add_subparsers(dest="sub", required=True)
+    verify = rollups.add_parser("verify", help="recompute every rollup from the facts and compare")
+    verify.add_argument("--edition")
+    verify.add_argument("--unit")
+    verify.add_argument("--indicator")
+    verify.add_argument("--max-print", type=int, default=200)
+    verify.set_defaults(fn=cmd_rollups_verify)
+
+    replay = sub.add_parser("replay", help="republish accepted events from the outbox")
+    replay.add_argument("--from-seq", type=int, required=True)
+    replay.set_defaults(fn=cmd_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.fn(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
