@@ -447,9 +447,7 @@ class LocalPostgres:
         env = _clean_env()
         env["PGCONNECT_TIMEOUT"] = "10"
         try:
-            proc = subprocess.run(
-                cmd, input=sql, capture_output=True, text=True, env=env, timeout=timeout, check=False
-            )
+            proc = subprocess.run(cmd, input=sql, capture_output=True, text=True, env=env, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             raise DevstackError(f"psql timed out after {timeout}s") from exc
         if proc.returncode != 0:
@@ -532,6 +530,11 @@ class LocalPostgres:
 
     def _fix_ownership(self, run_as: _RunAs | None) -> None:
         """A data dir created by another user (or restored as root) must belong to the server's user."""
+        sock = self.socket_dir
+        if sock != self.data_dir:
+            sock.mkdir(mode=0o700, exist_ok=True)
+            if run_as is not None:
+                os.chown(sock, run_as.uid, run_as.gid)
         if run_as is None:
             return
         if self.data_dir.stat().st_uid != run_as.uid:
@@ -541,10 +544,6 @@ class LocalPostgres:
                 for name in dirs + files:
                     os.lchown(os.path.join(root, name), run_as.uid, run_as.gid)
         self.data_dir.chmod(0o700)
-        sock = self.socket_dir
-        if sock != self.data_dir:
-            sock.mkdir(mode=0o700, exist_ok=True)
-            os.chown(sock, run_as.uid, run_as.gid)
 
     def _read_pidfile(self) -> _PidFile | None:
         try:
@@ -636,9 +635,7 @@ class LocalPostgres:
             if code == 0:
                 return
             if pid is not None and not _alive(pid):
-                raise _PostmasterDiedError(
-                    f"postgres (pid {pid}) died while starting:\n{_tail(self.log_path)}"
-                )
+                raise _PostmasterDiedError(f"postgres (pid {pid}) died while starting:\n{_tail(self.log_path)}")
             if time.monotonic() >= deadline:
                 raise DevstackError(
                     f"postgres on {LOCALHOST}:{self.port} not accepting connections after "
@@ -799,7 +796,7 @@ class LocalBroker:
         pidfile: Path | None = None,
         binary: str | None = None,
         start_timeout: float = 30.0,
-        stop_timeout: float = 10.0,
+        stop_timeout: float = 6.0,
     ) -> None:
         self.port = port
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"devstack-tansu-{port}.log"
@@ -836,6 +833,9 @@ class LocalBroker:
         """
         if self.pid is not None:
             return
+        if self._proc is not None:  # it died on its own: reap it and close its log before relaunching
+            self._proc.poll()
+            self._forget()
         deadline = time.monotonic() + self.start_timeout
         adopted = self._adopt_from_pidfile()
         if adopted is not None:
@@ -885,7 +885,11 @@ class LocalBroker:
         _log.info("tansu (pid %s) ready on %s", self._pid, self.bootstrap)
 
     def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within `timeout` (default `stop_timeout`) seconds."""
+        """SIGTERM, then SIGKILL if it has not exited within `timeout` (default `stop_timeout`) seconds.
+
+        Tansu exits at once when no client is connected but waits ~5 s for connected clients, hence the
+        default of 6 s: a normal stop is still a clean one, and a stop is never unbounded.
+        """
         pid = self._pid if self._pid is not None else self._adopt_from_pidfile()
         if pid is not None and _alive(pid):
             _signal(pid, signal.SIGTERM)
@@ -905,9 +909,13 @@ class LocalBroker:
                 raise DevstackError(f"tansu (pid {pid}) survived SIGKILL")
         self._forget()
 
-    def restart(self) -> None:
-        """stop() then start() on the same port: an empty broker (memory storage); recreate topics."""
-        self.stop()
+    def restart(self, timeout: float | None = None) -> None:
+        """stop(timeout) then start() on the same port: an empty broker (memory storage); recreate topics.
+
+        Memory storage has nothing to flush, so a short `timeout` (or kill() + start()) loses nothing and
+        skips Tansu's ~5 s grace period for connected clients.
+        """
+        self.stop(timeout)
         self.start()
 
     # ---- internals

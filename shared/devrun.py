@@ -1,0 +1,246 @@
+"""`make run`: the whole suite on one machine, from nothing, with progress as it goes.
+
+PostgreSQL and the broker are the embedded ones unless `DATABASE_URL` / `KAFKA_BOOTSTRAP` name others.
+Data lives in `.run/` and is reused by the next run; Ctrl-C stops every process this command started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from shared.auth import authenticate, create_key
+from shared.catalog import load_catalog, store_catalog
+from shared.db import make_engine, plain_url, transaction
+from shared.devstack import LocalBroker, LocalPostgres
+from shared.hierarchy import read_dataset, store_units
+from shared.migrate import upgrade
+
+RUN = Path(".run")
+PG_PORT = int(os.environ.get("D06_DEV_PG_PORT", "54329"))
+BROKER_PORT = int(os.environ.get("D06_DEV_BROKER_PORT", "19092"))
+DATABASE = "d06"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+SERVICES = [
+    Service("ingest", "services.ingest.app", 8001),
+    Service("aggregate", "services.aggregate.app", 8002),
+    Service("query", "services.query.app", 8003),
+]
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+async def _ensure_database(server_url: str) -> str:
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+            await conn.execute(f"CREATE DATABASE {DATABASE}")
+    finally:
+        await conn.close()
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{DATABASE}"
+
+
+async def _load_reference_data(url: str) -> None:
+    engine = make_engine(url, pool_size=1, app="d06-run")
+    try:
+        async with transaction(engine) as conn:
+            await store_units(conn, read_dataset())
+            await store_catalog(conn, load_catalog())
+    finally:
+        await engine.dispose()
+
+
+async def _dev_key(url: str) -> str:
+    """Reuse `.run/dev-api-key` while it still works; otherwise create a new VN key with every role."""
+    path = RUN / "dev-api-key"
+    engine = make_engine(url, pool_size=1, app="d06-run")
+    try:
+        async with transaction(engine) as conn:
+            if path.exists() and await authenticate(conn, path.read_text().strip(), touch=False):
+                return path.read_text().strip()
+            _, key = await create_key(
+                conn, name="development (make run)", scope_code="VN", scope_edition=None,
+                roles=["submit", "read", "admin"],
+            )
+    finally:
+        await engine.dispose()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _wait_ready(service: Service, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{service.name} exited with {proc.returncode}; see .run/{service.name}.log")
+        try:
+            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{service.name} not ready after {timeout:.0f}s; see .run/{service.name}.log")
+
+
+def _start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = (RUN / f"{service.name}.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", f"{service.module}:create_app",
+         "--host", "127.0.0.1", "--port", str(service.port), "--loop", "uvloop", "--http", "httptools",
+         "--no-access-log"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    (RUN / f"{service.name}.pid").write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _wait_demo_applied(key: str, timeout: float = 30) -> None:
+    """The demo is visible when Long An (80) shows Bến Lức's figures rolled up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = httpx.get(
+            "http://127.0.0.1:8003/v1/units/80/values",
+            params={"period": "2024-08", "edition": "legacy", "indicator": "cccd_issued"},
+            headers={"Authorization": f"Bearer {key}"}, timeout=5,
+        )
+        if r.status_code == 200 and any(v.get("value") for v in r.json().get("values", [])):
+            return
+        time.sleep(0.3)
+    print("    (the demo figures are not visible yet; the aggregator may still be joining its group)")
+
+
+def run(reset: bool = False) -> int:
+    RUN.mkdir(exist_ok=True)
+    pg: LocalPostgres | None = None
+    broker: LocalBroker | None = None
+    procs: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server_url = os.environ.get("DATABASE_URL")
+        if server_url:
+            step(f"PostgreSQL: using DATABASE_URL ({server_url.split('@')[-1]})")
+        else:
+            step(f"PostgreSQL 18 (embedded): starting on 127.0.0.1:{PG_PORT}, data in .run/pgdata")
+            pg = LocalPostgres(RUN / "pgdata", PG_PORT)
+            pg.start()
+            server_url = pg.url
+        if pg is not None:
+            if reset:
+                asyncio.run(_drop_database(server_url))
+            url = asyncio.run(_ensure_database(server_url))
+        else:
+            url = server_url
+        step("database: applying migrations")
+        upgrade(url)
+        step("hierarchy: loading both editions (legacy 63/696/10,035 and 2025 34/3,321); catalogue")
+        asyncio.run(_load_reference_data(url))
+
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+        if bootstrap:
+            step(f"Kafka: using KAFKA_BOOTSTRAP ({bootstrap})")
+        else:
+            step(f"Kafka protocol broker (Tansu, memory storage): starting on 127.0.0.1:{BROKER_PORT}")
+            broker = LocalBroker(BROKER_PORT, log_path=RUN / "tansu.log", pidfile=RUN / "broker.pid")
+            broker.start()
+            bootstrap = broker.bootstrap
+
+        env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP": bootstrap}
+        for service in SERVICES:
+            step(f"{service.name}: starting on {service.url}")
+            procs.append((service, _start(service, env)))
+        for service, proc in procs:
+            _wait_ready(service, proc)
+            print(f"    {service.name} ready")
+
+        key = asyncio.run(_dev_key(url))
+        step("demo: posting the seed reports' figures through the ingest API")
+        subprocess.run(
+            [sys.executable, "-m", "shared.cli", "demo", "load", "--key", key], check=True
+        )
+        _wait_demo_applied(key)
+        _banner(key)
+        while not stopping and all(p.poll() is None for _, p in procs):
+            time.sleep(0.5)
+        for service, proc in procs:
+            if proc.poll() is not None and not stopping:
+                print(f"!! {service.name} exited with {proc.returncode}; see .run/{service.name}.log")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        step("stopping")
+        for _, proc in reversed(procs):
+            proc.terminate()
+        for service, proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            (RUN / f"{service.name}.pid").unlink(missing_ok=True)
+        if broker is not None:
+            broker.stop()
+        if pg is not None:
+            pg.stop()
+        print("stopped; data kept in .run/ for the next `make run`")
+    return 0
+
+
+async def _drop_database(server_url: str) -> None:
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def _banner(key: str) -> None:
+    ingest, aggregate, query = SERVICES
+    print(f"""
+d06 is running.
+  ingest     {ingest.url}      docs: {ingest.url}/docs
+  aggregate  {aggregate.url}      metrics: {aggregate.url}/metrics
+  query      {query.url}      docs: {query.url}/docs
+
+  development API key (scope VN, roles submit,read,admin; also in .run/dev-api-key):
+    {key}
+
+  post an event (Bến Lức district, Long An, chip ID cards issued to date, July 2024):
+    curl -s -X POST {ingest.url}/v1/events -H "Authorization: Bearer $(cat .run/dev-api-key)" \\
+      -H 'Content-Type: application/json' \\
+      -d '{{"events":[{{"unit":"803","indicator":"cccd_issued","period":"2024-07","value":141000}}]}}'
+
+  read Long An province's rollup for that month:
+    curl -s "{query.url}/v1/units/80/values?period=2024-07&indicator=cccd_issued" \\
+      -H "Authorization: Bearer $(cat .run/dev-api-key)"
+
+Ctrl-C stops everything.""", flush=True)
