@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -23,6 +25,23 @@ PROBLEM_JSON = "application/problem+json"
 
 def problem_type(slug: str) -> str:
     return f"https://d06.gov.vn/problems/{slug}"
+
+
+class FieldError(BaseModel):
+    loc: str = Field(description="Where the bad value is, e.g. `events[3].period`.", examples=["events[3].period"])
+    message: str = Field(description="What is wrong, for a person to read.")
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details: the shape of every error of every d06 service."""
+
+    type: str = Field(description="Stable URI per kind of error.", examples=[problem_type("validation-error")])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str | None = Field(None, description="Also in the X-Request-ID header and the logs.")
+    errors: list[FieldError] | None = Field(None, description="For validation errors: one entry per bad field.")
 
 
 class Problem(Exception):
@@ -50,8 +69,12 @@ class Problem(Exception):
     def openapi(cls) -> dict[str, Any]:
         return {
             "description": cls.title,
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
         }
+
+
+class MalformedJson(Problem):
+    status, slug, title = 400, "malformed-json", "The body is not valid JSON"
 
 
 class BadRequest(Problem):
@@ -144,7 +167,29 @@ def _clean_message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _install_problem_schema(app: FastAPI) -> None:
+    """Add `ProblemDetails` (which every `responses()` entry refers to) to the app's OpenAPI document."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+            defs: dict[str, Any] = problem.pop("$defs", {})
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                {**defs, "ProblemDetails": problem}
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _install_problem_schema(app)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
         return problem_response(

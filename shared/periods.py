@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 
 
@@ -23,6 +23,15 @@ class PeriodType(StrEnum):
 
 # Coarseness order: a period type can be derived from any type left of it.
 _ORDER = [PeriodType.DAY, PeriodType.MONTH, PeriodType.QUARTER, PeriodType.HALF, PeriodType.YEAR]
+
+# Vietnam keeps UTC+7 all year (no daylight saving), so a fixed offset is exact and needs no tz database.
+VIETNAM = timezone(timedelta(hours=7), "ICT")
+
+
+def today_in_vietnam() -> date:
+    """Whether a period has ended (or started) is judged by the calendar of the people reporting."""
+    return datetime.now(VIETNAM).date()
+
 
 # A sane window for reported data: Project 06 started in 2022; nothing is reported for the far past
 # or a year 3000 typo.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".run" / "test"
-TEMPLATE = "d06_template"
+# Per test session: parallel sessions (a developer's and CI's, or pytest-xdist workers) never collide.
+TEMPLATE = f"d06_template_{os.getpid()}"
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -118,7 +120,7 @@ def infra() -> Iterator[Infra]:
     broker: LocalBroker | None = None
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
-        pg = LocalPostgres(RUN_DIR / "pgdata", free_port())
+        pg = LocalPostgres(RUN_DIR / f"pgdata-{os.getpid()}", free_port())
         pg.start()
         server_url = pg.url
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
@@ -141,6 +143,17 @@ def infra() -> Iterator[Infra]:
             broker.stop()
         if pg is not None:
             pg.stop()
+            shutil.rmtree(pg.data_dir, ignore_errors=True)
+        else:
+            _run(_drop_template(server_url))
+
+
+async def _drop_template(server_url: str) -> None:
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 async def _load_reference_data(url: str) -> None:

@@ -1,0 +1,116 @@
+"""The ingest service (port 8001): `create_app(settings)` and the lifespan that owns every resource.
+
+Run it with `uvicorn --factory services.ingest.app:create_app --port 8001` (settings from the
+environment). Start-up never waits for its dependencies: the hierarchy loader and the relay retry in
+the background with back-off, `/readyz` answers 503 until the database answers, the hierarchy is
+loaded and the broker was reached once, and submissions answer 503 until the hierarchy is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from services.ingest.api import router
+from services.ingest.metrics import IngestMetrics
+from services.ingest.relay import Relay
+from services.ingest.runtime import Runtime, keep_hierarchy
+from shared.catalog import load_catalog
+from shared.db import make_engine
+from shared.errors import install_error_handlers
+from shared.observability import Check, configure_logging, install_observability, new_registry
+from shared.settings import IngestSettings
+
+DESCRIPTION = """\
+Receives Project 06 indicator values from ministry and provincial integrations, validates them against
+the catalogue and the administrative hierarchy, and stores them durably in an outbox that a relay
+publishes to Kafka. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+class NotStarted(RuntimeError):
+    """The lifespan has not started (or has ended)."""
+
+
+class HierarchyNotLoaded(RuntimeError):
+    """The units have not been read from the database yet."""
+
+
+class BrokerNotReached(RuntimeError):
+    """The relay has not reached the broker since start-up."""
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    settings = settings or IngestSettings()
+    registry = new_registry()
+    metrics = IngestMetrics(registry)
+    app = FastAPI(
+        title="d06 ingest", version="1.0.0", description=DESCRIPTION, lifespan=_lifespan(settings, metrics)
+    )
+    install_error_handlers(app)
+    install_observability(app, registry, _readiness_checks(app))
+    app.include_router(router)
+    return app
+
+
+def _lifespan(
+    settings: IngestSettings, metrics: IngestMetrics
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, app="d06-ingest")
+        runtime = Runtime(settings=settings, engine=engine, catalog=load_catalog(), metrics=metrics)
+        if settings.relay_enabled:
+            runtime.relay = Relay(engine, settings, metrics)
+        hierarchy_task = asyncio.create_task(keep_hierarchy(runtime), name="d06-ingest-hierarchy")
+        relay_task = (
+            asyncio.create_task(runtime.relay.run(), name="d06-ingest-relay") if runtime.relay else None
+        )
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            # Reverse order of acquisition: the relay still needs the engine to mark its last batch.
+            if runtime.relay is not None and relay_task is not None:
+                await runtime.relay.shutdown(relay_task)
+            hierarchy_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hierarchy_task
+            app.state.runtime = None
+            await engine.dispose()
+
+    return lifespan
+
+
+def _readiness_checks(app: FastAPI) -> dict[str, Check]:
+    def runtime() -> Runtime:
+        current: Runtime | None = getattr(app.state, "runtime", None)
+        if current is None:
+            raise NotStarted("the service is not running")
+        return current
+
+    async def database() -> None:
+        async def ping() -> None:
+            async with runtime().engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        await asyncio.wait_for(ping(), 3)
+
+    async def hierarchy() -> None:
+        if runtime().hierarchy is None:
+            raise HierarchyNotLoaded("the unit hierarchy is not loaded yet")
+
+    async def broker() -> None:
+        # Only the first contact gates readiness: later, Kafka being down must not take ingest out of
+        # service, because accepted events wait in the outbox (DESIGN §1).
+        relay = runtime().relay
+        if relay is not None and not relay.reached_broker:
+            raise BrokerNotReached("the relay has not reached the broker yet")
+
+    return {"database": database, "hierarchy": hierarchy, "broker": broker}

@@ -1,0 +1,185 @@
+"""The outbox and the relay's bookkeeping, in SQL: every statement the ingest service runs.
+
+Functions take an open `AsyncConnection` and never commit: the request handler or the relay batch
+decides the transaction. Hot paths are one set-based statement each (`unnest`, `= ANY`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.ingest.validation import ValidEvent
+
+_INSERT = text("""
+INSERT INTO outbox (event_id, content_hash, edition, unit, province, indicator, period, num, den, comment,
+                    key_id, client_addr)
+SELECT t.event_id, t.content_hash, t.edition, t.unit, t.province, t.indicator, t.period, t.num, t.den,
+       t.comment, CAST(:key_id AS text), CAST(:client_addr AS text)
+FROM unnest(CAST(:event_id AS text[]), CAST(:content_hash AS text[]), CAST(:edition AS text[]),
+            CAST(:unit AS text[]), CAST(:province AS text[]), CAST(:indicator AS text[]),
+            CAST(:period AS text[]), CAST(:num AS numeric[]), CAST(:den AS numeric[]),
+            CAST(:comment AS text[]))
+     WITH ORDINALITY AS t(event_id, content_hash, edition, unit, province, indicator, period, num, den,
+                          comment, ord)
+ORDER BY t.ord  -- seqs follow the batch order: a later event in the batch wins over an earlier one
+ON CONFLICT (event_id) DO NOTHING
+RETURNING seq, event_id
+""")
+
+
+async def insert_events(
+    conn: AsyncConnection, events: Sequence[ValidEvent], *, key_id: str | None, client_addr: str | None
+) -> dict[str, int]:
+    """Insert the events whose event_id is new; {event_id: seq} of those inserted."""
+    if not events:
+        return {}
+    rows = await conn.execute(_INSERT, {
+        "key_id": key_id,
+        "client_addr": client_addr,
+        "event_id": [e.event_id for e in events],
+        "content_hash": [e.content_hash for e in events],
+        "edition": [e.edition for e in events],
+        "unit": [e.unit for e in events],
+        "province": [e.province for e in events],
+        "indicator": [e.indicator for e in events],
+        "period": [e.period for e in events],
+        "num": [e.num for e in events],
+        "den": [e.den for e in events],
+        "comment": [e.comment for e in events],
+    })
+    return {r.event_id: r.seq for r in rows}
+
+
+async def stored_hashes(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """{event_id: (seq, content_hash)} of events already in the outbox."""
+    if not event_ids:
+        return {}
+    rows = await conn.execute(
+        text("SELECT event_id, seq, content_hash FROM outbox WHERE event_id = ANY(CAST(:ids AS text[]))"),
+        {"ids": list(event_ids)},
+    )
+    return {r.event_id: (r.seq, r.content_hash) for r in rows}
+
+
+async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | None:
+    """One event with what its status derives from (CONTRACTS.md): dead letter, rollup, publication."""
+    result = await conn.execute(
+        text("""
+        SELECT o.seq, o.event_id, o.edition, o.unit, o.indicator, o.period, o.num, o.den, o.comment,
+               o.key_id, o.client_addr, o.accepted_at, o.published_at, d.reason AS dead_reason,
+               EXISTS (SELECT 1 FROM rollups r
+                       WHERE (r.edition, r.unit, r.indicator, r.period) = (o.edition, o.unit, o.indicator, o.period)
+                         AND r.rep_seq >= o.seq) AS applied
+        FROM outbox o LEFT JOIN dead_letters d ON d.seq = o.seq
+        WHERE o.event_id = :event_id
+        """),
+        {"event_id": event_id},
+    )
+    return result.first()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    event_id: str
+    edition: str
+    unit: str
+    province: str
+    indicator: str
+    period: str
+    num: Decimal | None
+    den: Decimal | None
+    accepted_at: datetime
+
+
+async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[OutboxRow]:
+    """The oldest unpublished rows, locked for this transaction; rows another relay holds are skipped."""
+    rows = await conn.execute(
+        text("""
+        SELECT seq, event_id, edition, unit, province, indicator, period, num, den, accepted_at
+        FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED
+        """),
+        {"limit": limit},
+    )
+    return [OutboxRow(*r) for r in rows]
+
+
+async def mark_published(conn: AsyncConnection, seqs: Sequence[int]) -> None:
+    await conn.execute(
+        text("UPDATE outbox SET published_at = now() WHERE seq = ANY(CAST(:seqs AS bigint[]))"),
+        {"seqs": list(seqs)},
+    )
+
+
+async def relay_offsets(conn: AsyncConnection, topic: str) -> dict[int, int]:
+    """{partition: offset after the last record the relay produced there} for the current log."""
+    rows = await conn.execute(
+        text("SELECT partition, next_offset FROM relay_offsets WHERE topic = :topic"), {"topic": topic}
+    )
+    return {r.partition: r.next_offset for r in rows}
+
+
+async def advance_relay_offsets(conn: AsyncConnection, topic: str, next_offsets: dict[int, int]) -> None:
+    if not next_offsets:
+        return
+    # GREATEST: another relay replica may have produced further into the same partition meanwhile.
+    await conn.execute(
+        text("""
+        INSERT INTO relay_offsets (topic, partition, next_offset)
+        SELECT CAST(:topic AS text), p, o
+        FROM unnest(CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])) AS t(p, o)
+        ON CONFLICT (topic, partition)
+        DO UPDATE SET next_offset = GREATEST(relay_offsets.next_offset, excluded.next_offset)
+        """),
+        {"topic": topic, "partitions": list(next_offsets), "offsets": list(next_offsets.values())},
+    )
+
+
+async def backlog(conn: AsyncConnection) -> tuple[int, float]:
+    """(rows not yet published, age in seconds of the oldest of them; 0 when none)."""
+    row = (await conn.execute(text("""
+        SELECT count(*) AS n, coalesce(EXTRACT(EPOCH FROM now() - min(accepted_at)), 0) AS age
+        FROM outbox WHERE published_at IS NULL
+    """))).one()
+    return int(row.n), float(row.age)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecovery:
+    epoch: int  # the topic's new epoch: consumers re-read the new log from its start
+    requeued: int  # outbox rows marked for republication
+
+
+async def recover_lost_log(conn: AsyncConnection, topic: str) -> LogRecovery:
+    """After the broker lost `topic`'s log: new epoch, forget produced offsets, requeue what is not applied.
+
+    Run it in one transaction. An event is requeued unless the read model already holds it (or a
+    later event of the same key: `rep_seq >= seq`) or the aggregator dead-lettered it, so nothing
+    accepted is lost and applied events are not sent again. Republishing twice is harmless: the
+    aggregator applies by seq. Safe to run at any time (an operator's `d06 replay` can reuse it).
+    """
+    epoch = (await conn.execute(
+        text("""
+        INSERT INTO topic_epochs AS t (topic, epoch, changed_at) VALUES (:topic, 1, now())
+        ON CONFLICT (topic) DO UPDATE SET epoch = t.epoch + 1, changed_at = now()
+        RETURNING epoch
+        """),
+        {"topic": topic},
+    )).scalar_one()
+    await conn.execute(text("DELETE FROM relay_offsets WHERE topic = :topic"), {"topic": topic})
+    requeued = await conn.execute(text("""
+        UPDATE outbox o SET published_at = NULL
+        WHERE published_at IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM rollups r
+                          WHERE (r.edition, r.unit, r.indicator, r.period) = (o.edition, o.unit, o.indicator, o.period)
+                            AND r.rep_seq >= o.seq)
+          AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = o.seq)
+    """))
+    return LogRecovery(int(epoch), int(requeued.rowcount))

@@ -1,0 +1,265 @@
+"""The relay: publishes the outbox to Kafka in seq order, and notices when the broker lost the log.
+
+One loop per ingest process; several replicas may run, since rows are claimed with
+`FOR UPDATE SKIP LOCKED`. A row is marked published in the same transaction that claimed it, only after
+the broker acknowledged it, so a crash at any moment leaves it to be published again (the aggregator
+applies by seq, so a duplicate on the topic is harmless). Kafka being down only makes the loop back off:
+the events wait in the outbox.
+
+Broker loss (DESIGN §5): `relay_offsets` keeps, per partition, the offset after the last record the relay
+produced. The log is known lost when a produced record gets a lower offset than that, when the topic is
+gone or has fewer partitions than were produced to, or when a partition we produced to is empty. Then
+`outbox.recover_lost_log` bumps the topic epoch (the aggregator re-reads the new log from its start) and
+requeues every event not yet applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.ingest import outbox
+from services.ingest.broker import delete_topic, end_offsets, inspect_topic
+from services.ingest.metrics import IngestMetrics
+from shared.db import transaction
+from shared.events import AcceptedEvent
+from shared.kafka import bounded, ensure_topics, make_producer
+from shared.settings import IngestSettings
+
+log = logging.getLogger("d06.ingest.relay")
+
+PRODUCE_TIMEOUT = 15.0  # a batch not acknowledged by then is rolled back and retried
+TOPIC_CHECK_SECONDS = 5.0
+BACKLOG_EVERY_SECONDS = 1.0
+BACKOFF_FIRST, BACKOFF_CAP = 0.5, 10.0
+
+
+class LogLost(Exception):
+    """The broker no longer holds what the relay produced to the topic."""
+
+
+class Relay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: IngestSettings,
+        metrics: IngestMetrics,
+        *,
+        topic_check_seconds: float = TOPIC_CHECK_SECONDS,
+        produce_timeout: float = PRODUCE_TIMEOUT,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.topic_check_seconds = topic_check_seconds  # read at every round: may be changed live
+        self.produce_timeout = produce_timeout
+        self.wake = asyncio.Event()  # set by POST /v1/events after its commit
+        self.reached_broker = False  # for /readyz: the broker answered at least once since start
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._idle = asyncio.Event()  # clear while a batch is in hand
+        self._idle.set()
+        self._producer: AIOKafkaProducer | None = None
+        self._checked_at = -math.inf  # monotonic time of the last look at the topic; -inf: look at once
+        self._backlog_due = 0.0
+        self._stage = "topics"
+        self._told_partitions = False
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.settings.events_topic, self.settings.dead_letter_topic]
+
+    async def run(self) -> None:
+        delay = BACKOFF_FIRST
+        while not self._stopping:
+            try:
+                more = await self._step()
+                delay = BACKOFF_FIRST
+            except (KafkaError, OSError, TimeoutError, SQLAlchemyError) as exc:
+                await self._failed(exc, unexpected=False)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any single failure
+                await self._failed(exc, unexpected=True)
+            else:
+                if not more:
+                    await self._pause(self.settings.relay_idle_seconds, wakeable=True)
+                continue
+            await self._pause(delay * random.uniform(0.8, 1.2), wakeable=False)
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    async def shutdown(self, task: asyncio.Task[None]) -> None:
+        """Finish the batch in hand (published and marked, or rolled back on timeout), then stop."""
+        self._stopping = True
+        self._stop.set()
+        self.wake.set()
+        if not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self.produce_timeout + 5)
+        task.cancel()  # only ever interrupts a sleep, a topic check or a rolled-back batch
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await self._drop_producer()
+
+    async def _step(self) -> bool:
+        """One round; True when there is more to publish at once."""
+        if time.monotonic() >= self._backlog_due:
+            await self._refresh_backlog()  # first: the backlog matters most while Kafka is down
+        if self._producer is None or time.monotonic() >= self._checked_at + self.topic_check_seconds:
+            await self._check_log()
+        if self._producer is None:
+            self._stage = "broker"
+            self._producer = make_producer(self.settings.kafka_bootstrap)
+            await bounded(self._producer.start())
+        if self._stopping:
+            return False
+        try:
+            return await self._publish_batch()
+        except LogLost as exc:
+            await self._recover(str(exc))
+            return True
+
+    async def _publish_batch(self) -> bool:
+        self._idle.clear()
+        try:
+            started = time.perf_counter()
+            topic = self.settings.events_topic
+            self._stage = "database"
+            async with transaction(self.engine) as conn:
+                rows = await outbox.claim_unpublished(conn, self.settings.relay_batch)
+                if not rows:
+                    return False
+                produced_up_to = await outbox.relay_offsets(conn, topic)
+                self._stage = "broker"
+                placed = await bounded(self._produce(rows), self.produce_timeout)
+                lowest: dict[int, int] = {}
+                after: dict[int, int] = {}
+                for partition, offset in placed:
+                    lowest[partition] = min(offset, lowest.get(partition, offset))
+                    after[partition] = max(offset + 1, after.get(partition, 0))
+                # Offsets only grow in a log: one below what we had produced means a new, empty log.
+                for partition, offset in lowest.items():
+                    if offset < produced_up_to.get(partition, 0):
+                        raise LogLost(f"partition {partition} took offset {offset}, below the "
+                                      f"{produced_up_to[partition]} already produced")
+                self._stage = "database"
+                await outbox.advance_relay_offsets(conn, topic, after)
+                await outbox.mark_published(conn, [r.seq for r in rows])
+            self.metrics.published.inc(len(rows))
+            self.metrics.relay_batch_seconds.observe(time.perf_counter() - started)
+            return len(rows) >= self.settings.relay_batch
+        finally:
+            self._idle.set()
+
+    async def _produce(self, rows: list[outbox.OutboxRow]) -> list[tuple[int, int]]:
+        """Send every row, then wait for every acknowledgement: (partition, offset) per row."""
+        producer = self._producer
+        if producer is None:
+            raise KafkaError("no producer")
+        topic = self.settings.events_topic
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for row in rows:
+                event = AcceptedEvent(
+                    seq=row.seq, event_id=row.event_id, edition=row.edition, unit=row.unit,
+                    province=row.province, indicator=row.indicator, period=row.period, num=row.num,
+                    den=row.den, accepted_at=row.accepted_at,
+                )
+                futures.append(await producer.send(topic, value=event.to_bytes(), key=event.partition_key))
+            acknowledged = await asyncio.gather(*futures)
+        except BaseException:
+            for future in futures:  # nobody will read them: no "exception never retrieved" noise
+                future.cancel()
+            raise
+        return [(int(m.partition), int(m.offset)) for m in acknowledged]
+
+    async def _check_log(self) -> None:
+        """Create missing topics, and look for signs that the broker lost what we produced."""
+        bootstrap, topic = self.settings.kafka_bootstrap, self.settings.events_topic
+        self._stage = "topics"
+        state = await inspect_topic(bootstrap, topic)
+        self.reached_broker = True
+        self._stage = "database"
+        async with self.engine.connect() as conn:
+            produced = {p: n for p, n in (await outbox.relay_offsets(conn, topic)).items() if n > 0}
+        self._stage = "topics"
+        lost = None
+        if produced and not state.exists:
+            lost = "the topic is gone"
+        elif produced and max(produced) >= state.partitions:
+            lost = f"the topic has {state.partitions} partitions; we had produced to partition {max(produced)}"
+        elif produced:
+            ends = await end_offsets(bootstrap, topic, produced)
+            emptied = sorted(p for p in produced if ends.get(p, 0) == 0)
+            if emptied:
+                lost = f"partition(s) {emptied} hold nothing, though records were produced to them"
+        if lost:
+            await self._recover(lost)
+            return
+        if state.exists and state.partitions != self.settings.topic_partitions and not self._told_partitions:
+            self._told_partitions = True
+            log.warning("relay: %s has %d partitions, settings say %d; keeping the topic as it is",
+                        topic, state.partitions, self.settings.topic_partitions)
+        if any(t not in state.all_topics for t in self.topics):
+            await bounded(ensure_topics(bootstrap, self.topics, self.settings.topic_partitions), 30)
+        self._checked_at = time.monotonic()
+
+    async def _recover(self, why: str) -> None:
+        bootstrap, topic = self.settings.kafka_bootstrap, self.settings.events_topic
+        log.error("relay: the broker lost the log of %s (%s); republishing what is not applied", topic, why)
+        await self._drop_producer()  # its metadata describes the lost topic
+        self._stage = "topics"
+        state = await inspect_topic(bootstrap, topic)
+        if state.exists and state.partitions != self.settings.topic_partitions:
+            # Re-created by some client's metadata request with the broker's default partition count;
+            # it holds nothing we keep, and keys must map to partitions as configured.
+            await delete_topic(bootstrap, topic)
+        await bounded(ensure_topics(bootstrap, self.topics, self.settings.topic_partitions), 30)
+        self._stage = "database"
+        async with transaction(self.engine) as conn:
+            recovery = await outbox.recover_lost_log(conn, topic)
+        self.metrics.log_losses.inc()
+        self.metrics.requeued.inc(recovery.requeued)
+        log.warning("relay: %s is now at epoch %d; %d event(s) queued for republication",
+                    topic, recovery.epoch, recovery.requeued)
+        self._checked_at = time.monotonic()
+
+    async def _refresh_backlog(self) -> None:
+        self._stage = "database"
+        async with self.engine.connect() as conn:
+            count, age = await outbox.backlog(conn)
+        self.metrics.backlog.set(count)
+        self.metrics.oldest_age.set(age)
+        self._backlog_due = time.monotonic() + BACKLOG_EVERY_SECONDS
+
+    async def _failed(self, exc: BaseException, *, unexpected: bool) -> None:
+        self.metrics.relay_errors.labels(self._stage).inc()
+        if unexpected:
+            log.exception("relay: unexpected error at stage %s; backing off", self._stage)
+        else:
+            log.warning("relay: %s failed (%s: %s); backing off", self._stage, type(exc).__name__, exc)
+        if self._stage != "database":
+            self._checked_at = -math.inf  # after a broker error, look at the topic before producing again
+            await self._drop_producer()  # a fresh client: no stale metadata, no half-sent batch
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await bounded(producer.stop(), 5)
+
+    async def _pause(self, seconds: float, *, wakeable: bool) -> None:
+        """Sleep; a new batch wakes an idle relay, but not one backing off from an error."""
+        event = self.wake if wakeable else self._stop
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        if wakeable:
+            self.wake.clear()

@@ -1,0 +1,331 @@
+"""Validation of submitted events: a pure function of the body, the catalogue, the hierarchy and the key.
+
+No I/O happens here, so every rule can be unit-tested with a small in-memory hierarchy. Each bad field
+gets its own entry with its location (`events[3].period`) and a sentence a reporting officer can act
+on; the batch-level decisions (atomic or not, conflicts with stored events) belong to `service.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from services.ingest.values import InvalidValues, parse_values
+from shared.auth import Principal
+from shared.catalog import Catalog, Indicator
+from shared.errors import MalformedJson, ValidationFailed, problem_type
+from shared.hierarchy import NATION, REFORM_DATE, Edition, Hierarchy, Unit, edition_for
+from shared.periods import Period, PeriodError, PeriodType, parse_period
+
+FIELDS = ("event_id", "unit", "edition", "indicator", "period", "value", "numerator", "denominator", "comment")
+MAX_EVENTS = 5000
+MAX_COMMENT = 1000
+EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+UNKNOWN_GROUP = "unknown"  # metrics label for events whose indicator is not in the catalogue
+
+_ADVERB = {
+    PeriodType.DAY: "daily (2024-07-15)",
+    PeriodType.MONTH: "monthly (2024-07)",
+    PeriodType.QUARTER: "quarterly (2024-Q3)",
+    PeriodType.HALF: "six-monthly (2024-H1)",
+    PeriodType.YEAR: "yearly (2024)",
+}
+_NOUN = {
+    PeriodType.DAY: "a day",
+    PeriodType.MONTH: "a month",
+    PeriodType.QUARTER: "a quarter",
+    PeriodType.HALF: "a half-year",
+    PeriodType.YEAR: "a year",
+}
+
+
+class RejectReason(StrEnum):
+    """Why an event was refused; also the bounded `reason` label of the rejection metric."""
+
+    VALIDATION = "validation"
+    SCOPE = "scope"
+    CONFLICT = "conflict"
+
+
+_STATUS = {RejectReason.VALIDATION: 422, RejectReason.SCOPE: 403, RejectReason.CONFLICT: 409}
+_SLUG = {RejectReason.VALIDATION: "validation-error", RejectReason.SCOPE: "forbidden",
+         RejectReason.CONFLICT: "conflict"}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    loc: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"loc": self.loc, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    """An event ready for the outbox: edition resolved, numbers normalised, content hashed."""
+
+    index: int
+    event_id: str | None  # None: the client sent none, the service generates one
+    edition: str
+    unit: str
+    province: str
+    indicator: str
+    group: str
+    period: str
+    num: Decimal | None  # num and den both None: a retraction
+    den: Decimal | None
+    comment: str | None
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    event_id: str | None
+    reason: RejectReason
+    errors: tuple[FieldError, ...]
+    group: str = UNKNOWN_GROUP
+
+    @property
+    def status(self) -> int:
+        return _STATUS[self.reason]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "event_id": self.event_id,
+            "status": self.status,
+            "type": problem_type(_SLUG[self.reason]),
+            "errors": [e.as_dict() for e in self.errors],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything validation consults, passed in so that the function stays pure."""
+
+    catalog: Catalog
+    hierarchy: Hierarchy
+    principal: Principal
+    today: date  # in Vietnam: a period that has not started yet cannot have a figure
+
+
+@dataclass(frozen=True, slots=True)
+class BatchValidation:
+    valid: list[ValidEvent]
+    rejected: list[Rejection]
+
+
+def parse_body(raw: bytes) -> list[Any]:
+    """The `events` list of a body, exactly as sent: JSON decimals become Decimal, never float."""
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=Decimal)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise MalformedJson(f"the request body could not be parsed as JSON: {_short(str(exc))}") from exc
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object", errors=[
+            {"loc": "body", "message": 'expected an object like {"events": [...]}'}])
+    errors = [{"loc": _name(k), "message": "unknown field; the body has only `events`"}
+              for k in body if k != "events"]
+    events = body.get("events")
+    if not isinstance(events, list):
+        errors.append({"loc": "events", "message": "`events` must be a list of events"})
+    elif not 1 <= len(events) <= MAX_EVENTS:
+        errors.append({"loc": "events",
+                       "message": f"a batch carries 1 to {MAX_EVENTS:,} events; this one has {len(events):,}"})
+    if errors or not isinstance(events, list):
+        raise ValidationFailed(f"{len(errors)} field(s) are invalid", errors=errors)
+    return events
+
+
+def validate_batch(events: list[Any], ctx: Context) -> BatchValidation:
+    valid: list[ValidEvent] = []
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(events):
+        outcome = validate_event(raw, index, ctx)
+        if isinstance(outcome, ValidEvent):
+            valid.append(outcome)
+        else:
+            rejected.append(outcome)
+    return BatchValidation(valid, rejected)
+
+
+def validate_event(raw: Any, index: int, ctx: Context) -> ValidEvent | Rejection:
+    at = f"events[{index}]"
+    if not isinstance(raw, dict):
+        return Rejection(index, None, RejectReason.VALIDATION,
+                         (FieldError(at, "an event is a JSON object"),))
+    errors: list[FieldError] = []
+
+    def fail(field: str, message: str) -> None:
+        errors.append(FieldError(f"{at}.{field}", message))
+
+    for name in raw:
+        if name not in FIELDS:
+            fail(_name(name), f"unknown field; an event has only {', '.join(FIELDS)}")
+
+    event_id = raw.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id)):
+        fail("event_id", "an event_id is 1 to 128 characters among A-Z a-z 0-9 . _ : -")
+        event_id = None
+    comment = raw.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        fail("comment", "a comment is a string")
+    elif comment is not None and len(comment) > MAX_COMMENT:
+        fail("comment", f"a comment has at most {MAX_COMMENT:,} characters; this one has {len(comment):,}")
+
+    indicator = _indicator(raw, ctx.catalog, fail)
+    period = _period(raw, indicator, ctx.today, fail)
+    edition = _edition(raw, period, fail)
+    unit = _unit(raw, edition, raw.get("edition") is None, ctx.hierarchy, fail)
+    group = indicator.group.value if indicator else UNKNOWN_GROUP
+
+    if unit is not None and not ctx.principal.can_see(unit):
+        scope = ctx.principal.scope_code
+        if ctx.principal.scope_edition:
+            scope += f" ({ctx.principal.scope_edition})"
+        message = f"unit {unit.code} ({unit.edition}) is outside the key's scope {scope}"
+        return Rejection(index, event_id, RejectReason.SCOPE, (FieldError(f"{at}.unit", message),), group)
+
+    pair = None
+    if indicator is not None:
+        try:
+            pair = parse_values(raw, indicator)
+        except InvalidValues as exc:
+            for field, message in exc.problems:
+                fail(field, message)
+
+    if errors or unit is None or indicator is None or period is None or pair is None:
+        return Rejection(index, event_id, RejectReason.VALIDATION, tuple(errors), group)
+    num, den = pair.num, pair.den
+    return ValidEvent(
+        index=index, event_id=event_id, edition=unit.edition, unit=unit.code,
+        province=unit.province_code or NATION, indicator=indicator.code, group=group,
+        period=period.code, num=num, den=den, comment=comment,
+        content_hash=content_hash(unit.edition, unit.code, indicator.code, period.code, num, den, comment),
+    )
+
+
+def content_hash(
+    edition: str, unit: str, indicator: str, period: str,
+    num: Decimal | None, den: Decimal | None, comment: str | None,
+) -> str:
+    """Fingerprint of what an event says, so a resend can be told from a changed event.
+
+    Numbers are hashed in their normalised text (`87700`, `1.5`), so `87700`, `87700.0` and `8.77e4`
+    are the same content.
+    """
+    canonical = [edition, unit, indicator, period,
+                 None if num is None else str(num), None if den is None else str(den), comment]
+    return hashlib.sha256(orjson.dumps(canonical)).hexdigest()
+
+
+Fail = Any  # the `fail(field, message)` callback of validate_event
+
+
+def _indicator(raw: Mapping[str, Any], catalog: Catalog, fail: Fail) -> Indicator | None:
+    code = raw.get("indicator")
+    if code is None:
+        fail("indicator", "indicator is required (a catalogue code such as cccd_issued)")
+        return None
+    if not isinstance(code, str):
+        fail("indicator", "indicator is a catalogue code such as cccd_issued")
+        return None
+    indicator = catalog.get(code)
+    if indicator is None:
+        fail("indicator", f"unknown indicator '{_short(code)}'; GET /v1/indicators on the query service "
+                          "lists the catalogue")
+        return None
+    if indicator.retired:
+        fail("indicator", f"{code} is retired and no longer accepts values")
+        return None
+    return indicator
+
+
+@lru_cache(maxsize=4096)
+def _parsed(code: str) -> Period:
+    return parse_period(code)  # a batch repeats a handful of periods thousands of times
+
+
+def _period(raw: Mapping[str, Any], indicator: Indicator | None, today: date, fail: Fail) -> Period | None:
+    code = raw.get("period")
+    if code is None:
+        fail("period", "period is required, e.g. 2024-07")
+        return None
+    if not isinstance(code, str):
+        fail("period", "a period is a string such as 2024, 2024-H1, 2024-Q3, 2024-07 or 2024-07-15")
+        return None
+    try:
+        period = _parsed(code)
+    except PeriodError as exc:
+        fail("period", str(exc))
+        return None
+    if period.start > today:
+        fail("period", f"{code} has not started yet (today is {today.isoformat()} in Vietnam)")
+        return None
+    if indicator is not None and period.type is not indicator.period_type:
+        fail("period", f"{indicator.code} is reported {_ADVERB[indicator.period_type]}; "
+                       f"{code} is {_NOUN[period.type]}")
+        return None
+    return period
+
+
+def _edition(raw: Mapping[str, Any], period: Period | None, fail: Fail) -> str | None:
+    given = raw.get("edition")
+    if given is None:
+        return edition_for(period.end).value if period else None
+    if given not in (Edition.LEGACY.value, Edition.E2025.value):
+        fail("edition", f"edition is \"{Edition.LEGACY.value}\" or \"{Edition.E2025.value}\" (a string)")
+        return None
+    if period is not None and edition_for(period.end).value != given:
+        # Units are only meaningful in the edition in force: a legacy district has no August 2025.
+        if given == Edition.LEGACY.value:
+            fail("edition", f"the legacy edition covers periods ending before {REFORM_DATE.isoformat()}; "
+                            f"{period.code} belongs to the 2025 edition")
+        else:
+            fail("edition", f"the 2025 edition covers periods ending on or after {REFORM_DATE.isoformat()}; "
+                            f"{period.code} belongs to the legacy edition")
+        return None
+    return str(given)
+
+
+def _unit(
+    raw: Mapping[str, Any], edition: str | None, implicit: bool, hierarchy: Hierarchy, fail: Fail
+) -> Unit | None:
+    code = raw.get("unit")
+    if code is None:
+        fail("unit", "unit is required (a GSO code such as \"01\", \"803\" or \"00004\", or \"VN\")")
+        return None
+    if not isinstance(code, str):
+        fail("unit", "a unit is a string code with its leading zeros, such as \"01\" or \"803\"")
+        return None
+    if edition is None:
+        return None  # the period or edition is wrong and already reported; nothing to look the unit up in
+    unit = hierarchy.get(edition, code)
+    if unit is None:
+        message = f"unit '{_short(code)}' does not exist in the {edition} edition"
+        other = Edition.E2025.value if edition == Edition.LEGACY.value else Edition.LEGACY.value
+        if hierarchy.get(other, code) is not None:
+            reason = "the edition in force at the end of the period" if implicit else "the edition given"
+            message += f" ({reason}); it exists in the {other} edition"
+        fail("unit", message)
+    return unit
+
+
+def _name(key: str) -> str:
+    return _short(key, 64)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

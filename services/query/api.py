@@ -1,0 +1,224 @@
+"""The v1 read API (DESIGN §4 "query"): thin routes over service.py, every answer with an ETag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from services.query import schemas, service
+from services.query.caching import cached_json
+from services.query.deps import (
+    AppState,
+    CodePath,
+    Conn,
+    EditionParam,
+    Reader,
+    Tree,
+    ValidIndicator,
+    ValidUnit,
+    ValidUnitAtPeriod,
+    catalog_indicator,
+    invalid,
+    parse_param,
+    visible_unit,
+)
+from services.query.metrics import Endpoint
+from services.query.pagination import bad_cursor, decode_cursor
+from services.query.periods import MAX_SERIES_POINTS, default_series_end, default_series_start, series_periods
+from services.query.repository import UnitFilter
+from shared.catalog import Indicator as CatalogIndicator
+from shared.errors import (
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+    responses,
+)
+from shared.hierarchy import NATION, Edition, Unit, edition_for, fold
+from shared.periods import Period, PeriodError
+
+router = APIRouter(prefix="/v1", tags=["query"])
+
+_ERRORS = (Unauthorized, Forbidden, ValidationFailed, ServiceUnavailable)
+_UNIT_ERRORS = (*_ERRORS, NotFound)
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")]
+
+
+def _answer(request: Request, state: AppState, endpoint: Endpoint, model: BaseModel) -> Response:
+    return cached_json(
+        request, model, max_age=state.settings.cache_max_age, metrics=state.metrics, endpoint=endpoint
+    )
+
+
+@router.get(
+    "/indicators", summary="The indicator catalogue", response_model=schemas.IndicatorList,
+    responses=responses(Unauthorized, Forbidden, ServiceUnavailable),
+    description="Every indicator in use (retired codes are left out), with how it rolls up.",
+)
+async def indicators(request: Request, state: AppState, _reader: Reader) -> Response:
+    items = [
+        schemas.Indicator(
+            code=i.code, name_vi=i.name_vi, name_en=i.name_en, group=i.group.value, unit=i.unit,
+            measure=i.measure.value, components=i.components, period_type=i.period_type.value,
+            rollup=i.rollup, target=i.target, description_en=i.description_en,
+        )
+        for i in state.catalog
+        if not i.retired
+    ]
+    return _answer(request, state, "indicators", schemas.IndicatorList(items=items))
+
+
+@router.get(
+    "/units", summary="Units: list, filter and search by name", response_model=schemas.UnitPage,
+    responses=responses(*_UNIT_ERRORS),
+    description="Units of one edition in (level, code) order, only those the key may see. `q` matches "
+    "names without diacritics: `cua lo` finds Phường Cửa Lò, `ben luc` finds Huyện Bến Lức.",
+)
+async def units(
+    request: Request,
+    state: AppState,
+    conn: Conn,
+    tree: Tree,
+    reader: Reader,
+    edition: Annotated[Edition, Query(description="Hierarchy edition.")] = Edition.E2025,
+    parent: Annotated[str | None, Query(max_length=16, description="Only the children of this unit.")] = None,
+    level: Annotated[
+        Literal["nation", "province", "district", "commune"] | None, Query(description="Only this level.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=100, description="Part of the name, with or without diacritics, or a code.",
+              openapi_examples={"without diacritics": {"value": "ben luc"}}),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Response:
+    if parent is not None:
+        visible_unit(tree, reader, edition.value, parent)
+    after: tuple[int, str] | None = None
+    if cursor is not None:
+        key = decode_cursor(cursor).get("k")
+        if not (isinstance(key, list) and len(key) == 2 and isinstance(key[0], int) and isinstance(key[1], str)):
+            raise bad_cursor()
+        after = (key[0], key[1])
+    folded = " ".join(fold(q).split()) if q else None
+    f = UnitFilter(
+        edition=edition.value, parent=parent, level=level, q=folded or None,
+        scope_code=reader.scope_code, after=after, limit=limit,
+    )
+    if reader.scope_edition not in (None, edition.value):  # a key of the other edition sees none of these
+        return _answer(request, state, "units", schemas.UnitPage(edition=edition.value, items=[], next_cursor=None))
+    return _answer(request, state, "units", await service.list_units(conn, state, f))
+
+
+@router.get(
+    "/units/{code}", summary="One unit, its ancestors and its number of children",
+    response_model=schemas.UnitDetail, responses=responses(*_UNIT_ERRORS),
+)
+async def unit(request: Request, state: AppState, tree: Tree, found: ValidUnit) -> Response:
+    return _answer(request, state, "unit", service.unit_detail(tree, found))
+
+
+IndicatorFilter = Annotated[
+    str | None,
+    Query(max_length=64, description="One indicator; all of them when absent.",
+          openapi_examples={"one": {"value": "cccd_coverage"}}),
+]
+
+
+@router.get(
+    "/units/{code}/values", summary="Values of one or all indicators for a unit and period",
+    response_model=schemas.UnitValues, responses=responses(*_UNIT_ERRORS),
+    description="`period` may be the indicator's native period or a coarser one (derived: flows add up, "
+    "stocks take the latest month). `edition` defaults to the one in force at the end of the period. "
+    "Without `indicator`, indicators that cannot be given for the period (a six-monthly one for a month) "
+    "are left out.",
+)
+async def unit_values(
+    request: Request, state: AppState, conn: Conn, tree: Tree, at: ValidUnitAtPeriod,
+    indicator: IndicatorFilter = None,
+) -> Response:
+    chosen = catalog_indicator(state, indicator) if indicator is not None else None
+    body = await service.unit_values(conn, state, tree, at.unit, at.period, chosen, state.clock())
+    return _answer(request, state, "values", body)
+
+
+@router.get(
+    "/units/{code}/children/values", summary="Drill-down: one indicator for every child, ranked",
+    response_model=schemas.ChildrenValues, responses=responses(*_UNIT_ERRORS),
+    description="One item per child; children without a value are included and come last. Sort by "
+    "`-value` (largest first), `value`, `code` or `name`; page with `next_cursor`.",
+)
+async def children_values(
+    request: Request, state: AppState, conn: Conn, tree: Tree, reader: Reader, at: ValidUnitAtPeriod,
+    indicator: ValidIndicator,
+    sort: Annotated[schemas.Sort, Query(description="Order of the children.")] = "-value",
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Response:
+    body = await service.children_values(
+        conn, state, tree, reader, at.unit, at.period, indicator, sort, limit, cursor, state.clock()
+    )
+    return _answer(request, state, "children", body)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRequest:
+    unit: Unit
+    indicator: CatalogIndicator
+    first: Period
+    last: Period
+    periods: list[Period]
+
+
+async def series_request(
+    state: AppState,
+    tree: Tree,
+    reader: Reader,
+    code: CodePath,
+    indicator: ValidIndicator,
+    from_: Annotated[
+        str | None,
+        Query(alias="from", max_length=10, description="First period (any type); default: 12 points back.",
+              openapi_examples={"month": {"value": "2024-01"}}),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(max_length=10, description="Last period (any type); default: the current one.",
+              openapi_examples={"year": {"value": "2024"}}),
+    ] = None,
+    edition: EditionParam = None,
+) -> SeriesRequest:
+    """The unit and the native periods of a series; `edition` defaults to the one in force at `to`."""
+    native = indicator.period_type
+    last = parse_param("to", to) if to else default_series_end(native, state.clock())
+    first = parse_param("from", from_) if from_ else default_series_start(native, last)
+    try:
+        periods = series_periods(native, first, last)
+    except PeriodError as exc:
+        raise invalid("from", str(exc)) from exc
+    chosen = edition.value if edition else edition_for(last.end).value
+    return SeriesRequest(visible_unit(tree, reader, chosen, code), indicator, first, last, periods)
+
+
+@router.get(
+    "/units/{code}/series", summary="A time series of one indicator in its native periods",
+    response_model=schemas.Series, responses=responses(*_UNIT_ERRORS),
+    description=f"Native periods overlapping `from`..`to`, oldest first, at most {MAX_SERIES_POINTS} "
+    f"points. The nation (`{NATION}`) is summed from its provinces.",
+)
+async def unit_series(
+    request: Request, state: AppState, conn: Conn, tree: Tree,
+    req: Annotated[SeriesRequest, Depends(series_request)],
+) -> Response:
+    body = await service.series(
+        conn, state, tree, req.unit, req.indicator, req.periods, req.first, req.last, state.clock()
+    )
+    return _answer(request, state, "series", body)

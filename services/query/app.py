@@ -1,0 +1,158 @@
+"""The query service: `create_app(settings)`; the lifespan owns the read-only engine, the catalogue,
+the in-memory hierarchy (kept fresh by a background task) and the metrics.
+
+Run with `uvicorn --factory services.query.app:create_app --port 8003`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date
+
+from fastapi import FastAPI, Request
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import Response
+
+from services.query.api import router
+from services.query.deps import QueryState
+from services.query.metrics import QueryMetrics
+from shared.catalog import load_catalog
+from shared.db import make_engine
+from shared.errors import ServiceUnavailable, install_error_handlers, problem_response
+from shared.hierarchy import fetch_hierarchy
+from shared.observability import configure_logging, install_observability, new_registry
+from shared.periods import today_in_vietnam
+from shared.settings import QuerySettings
+
+log = logging.getLogger("d06.query")
+
+
+REFRESH_SECONDS = 60.0
+RETRY_FIRST, RETRY_MAX = 0.25, 15.0
+
+# Cheap change detection: the server hashes the table (a few ms) and the 16,000 units are only
+# rebuilt in Python, blocking the event loop for a moment, when something actually changed.
+_FINGERPRINT = text("""
+    SELECT count(*) AS n,
+           coalesce(sum(hashtext(edition || '/' || code || '/' || coalesce(parent_code, '') || '/' || name
+                                 || '/' || kind || '/' || level)), 0) AS h
+    FROM units
+""")
+
+
+async def refresh_hierarchy_once(state: QueryState, fingerprint: tuple[int, int] | None) -> tuple[int, int]:
+    """Reload the hierarchy if the units table changed; returns the fingerprint now loaded."""
+    async with asyncio.timeout(30), state.engine.connect() as conn:
+        row = (await conn.execute(_FINGERPRINT)).one()
+        current = (int(row.n), int(row.h))
+        if current == fingerprint and state.hierarchy is not None:
+            state.metrics.hierarchy_refreshes.labels("unchanged").inc()
+            return current
+        if current[0] == 0:
+            raise LookupError("the units table is empty: run `d06 hierarchy load`")
+        tree = await fetch_hierarchy(conn)
+    state.hierarchy = tree
+    # The tree is ~100,000 long-lived objects: frozen out of the cyclic GC's sight, a full collection no
+    # longer walks them in the middle of a request (refcounting still frees a replaced tree). Collect
+    # first so no garbage is frozen with it; this runs at start-up and when the units change, not per request.
+    gc.collect()
+    gc.freeze()
+    state.metrics.hierarchy_units.set(len(tree))
+    state.metrics.hierarchy_refreshes.labels("loaded").inc()
+    log.info("hierarchy loaded: %d units", len(tree))
+    return current
+
+
+async def keep_hierarchy_fresh(state: QueryState, every: float = REFRESH_SECONDS) -> None:
+    """Load the hierarchy, then refresh it every `every` s; while Postgres is unreachable (or the units
+    are not loaded yet) retry with exponential back-off, serving the last good copy if there is one."""
+    fingerprint: tuple[int, int] | None = None
+    delay = RETRY_FIRST
+    while True:
+        try:
+            fingerprint = await refresh_hierarchy_once(state, fingerprint)
+            delay, wait = RETRY_FIRST, every
+        except Exception as exc:  # noqa: BLE001 - any failure is retried; the reason is logged
+            state.metrics.hierarchy_refreshes.labels("failed").inc()
+            log.warning("hierarchy refresh failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay)
+            wait, delay = delay, min(delay * 2, RETRY_MAX)
+        await asyncio.sleep(wait)
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A connection lost mid-request (Postgres restarting, a failover) is a 503 to retry, not a 500."""
+    lost = isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or lost):
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        return problem_response(
+            request, ServiceUnavailable.status, ServiceUnavailable.slug, ServiceUnavailable.title,
+            "the database is not reachable; retry in a few seconds", headers={"Retry-After": "1"},
+        )
+    log.exception("database error", exc_info=exc)
+    return problem_response(
+        request, 500, "internal-error", "Internal error",
+        "something went wrong on our side; quote the request id when reporting it",
+    )
+
+
+def create_app(
+    settings: QuerySettings | None = None, *, clock: Callable[[], date] | None = None
+) -> FastAPI:
+    """`clock` gives today's date (Vietnam time) for `partial`; tests pass a fixed one."""
+    settings = settings or QuerySettings()
+    configure_logging(settings.log_level)
+    registry = new_registry()
+    metrics = QueryMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(
+            settings.database_url, pool_size=settings.db_pool_size, read_only=True, app="d06-query"
+        )
+        # Autocommit: a read is one statement, so no BEGIN/ROLLBACK round trips around it.
+        reader: AsyncEngine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        state = QueryState(settings, reader, load_catalog(), metrics, clock or today_in_vietnam)
+        app.state.query = state
+        refresher = asyncio.create_task(keep_hierarchy_fresh(state), name="d06-query-hierarchy")
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await engine.dispose()
+
+    app = FastAPI(
+        title="d06 query",
+        version="1",
+        description="Read-only API of Project 06 indicator values, roll-ups, drill-downs and time series.",
+        lifespan=lifespan,
+    )
+
+    async def database_ready() -> None:
+        state = get_state_of(app)
+        async with asyncio.timeout(2), state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def hierarchy_ready() -> None:
+        if get_state_of(app).hierarchy is None:
+            raise LookupError("hierarchy not loaded")
+
+    install_error_handlers(app)
+    app.add_exception_handler(DBAPIError, _database_error)
+    install_observability(app, registry, {"database": database_ready, "hierarchy": hierarchy_ready})
+    app.include_router(router)
+    return app
+
+
+def get_state_of(app: FastAPI) -> QueryState:
+    state: QueryState = app.state.query
+    return state
+

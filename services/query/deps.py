@@ -1,0 +1,214 @@
+"""Dependencies of the query routes: the app's state, one connection per request, the caller, and the
+validators that turn path and query parameters into domain objects (or one clear 404/422, once).
+
+Dependencies are `async def` even when they await nothing: FastAPI runs plain `def` ones in a thread
+pool, a hop per dependency per request.
+
+A unit outside the key's scope is answered exactly like a unit that does not exist, so a scoped key
+cannot even learn which codes exist elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, cast
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.query.metrics import QueryMetrics
+from shared.auth import ANONYMOUS, Principal, Role, authenticate, bearer_token
+from shared.catalog import Catalog
+from shared.catalog import Indicator as CatalogIndicator
+from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized, ValidationFailed
+from shared.hierarchy import Edition, Hierarchy, Unit, edition_for
+from shared.periods import Period, PeriodError, parse_period
+from shared.settings import QuerySettings
+
+
+@dataclass
+class QueryState:
+    """Everything the lifespan owns; `hierarchy` is None until the first load succeeds."""
+
+    settings: QuerySettings
+    engine: AsyncEngine
+    catalog: Catalog
+    metrics: QueryMetrics
+    clock: Callable[[], date]
+    hierarchy: Hierarchy | None = None
+
+
+async def get_state(request: Request) -> QueryState:
+    return cast(QueryState, request.app.state.query)
+
+
+AppState = Annotated[QueryState, Depends(get_state)]
+
+
+class LazyConnection:
+    """The request's one pooled connection, checked out on first use: the key check and the data share
+    it, and a request that needs neither (a public read of the in-memory hierarchy) takes none."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def get(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = self._engine.connect()
+            try:
+                await conn.start()
+            except (OSError, TimeoutError, DBAPIError) as exc:
+                raise ServiceUnavailable("the database is not reachable; retry in a few seconds") from exc
+            self._conn = conn
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+async def get_lazy_connection(state: AppState) -> AsyncIterator[LazyConnection]:
+    lazy = LazyConnection(state.engine)
+    try:
+        yield lazy
+    finally:
+        await lazy.close()
+
+
+Lazy = Annotated[LazyConnection, Depends(get_lazy_connection)]
+
+
+async def get_connection(lazy: Lazy) -> AsyncConnection:
+    return await lazy.get()
+
+
+Conn = Annotated[AsyncConnection, Depends(get_connection)]
+
+
+async def get_hierarchy(state: AppState) -> Hierarchy:
+    if state.hierarchy is None:
+        raise ServiceUnavailable("the unit hierarchy is still loading; retry in a few seconds")
+    return state.hierarchy
+
+
+Tree = Annotated[Hierarchy, Depends(get_hierarchy)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key with the `read` role.")
+
+
+async def get_principal(
+    request: Request,
+    state: AppState,
+    lazy: Lazy,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    header = request.headers.get("authorization")
+    if header is None and state.settings.anonymous_read:
+        return ANONYMOUS
+    # A key sent to a public deployment is still checked: a typo should not silently widen the view.
+    token = bearer_token(header)
+    if token is None:
+        raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+    principal = await authenticate(await lazy.get(), token, touch=False)  # the query role may only SELECT
+    if principal is None:
+        raise Unauthorized("the API key is unknown, revoked or expired")
+    if not principal.has(Role.READ):
+        raise Forbidden("the API key does not have the `read` role")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(get_principal)]
+
+EditionParam = Annotated[
+    Edition | None,
+    Query(description="Hierarchy edition: `legacy` (before 1 July 2025) or `2025`.",
+          openapi_examples={"legacy": {"value": "legacy"}, "2025": {"value": "2025"}}),
+]
+CodePath = Annotated[
+    str,
+    Path(max_length=16, description="GSO code with its leading zeros (`01`, `803`, `00004`) or `VN`.",
+         openapi_examples={"district": {"value": "803"}, "nation": {"value": "VN"}}),
+]
+
+
+def invalid(loc: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, errors=[{"loc": loc, "message": message}])
+
+
+def visible_unit(tree: Hierarchy, principal: Principal, edition: str, code: str) -> Unit:
+    unit = tree.get(edition, code)
+    if unit is None or not principal.can_see(unit):
+        raise NotFound(f"there is no unit '{code}' in edition {edition}")
+    return unit
+
+
+def parse_param(loc: str, code: str) -> Period:
+    try:
+        return parse_period(code)
+    except PeriodError as exc:
+        raise invalid(loc, str(exc)) from exc
+
+
+async def valid_unit(tree: Tree, principal: Reader, code: CodePath, edition: EditionParam = None) -> Unit:
+    """A unit of `edition` (default the current one, 2025) that the caller may see."""
+    return visible_unit(tree, principal, (edition or Edition.E2025).value, code)
+
+
+ValidUnit = Annotated[Unit, Depends(valid_unit)]
+
+
+async def valid_period(
+    period: Annotated[
+        str,
+        Query(max_length=10, description="A period code: 2024, 2024-H1, 2024-Q3, 2024-07 or 2024-07-15.",
+              openapi_examples={"half year": {"value": "2024-H1"}, "month": {"value": "2024-07"}}),
+    ],
+) -> Period:
+    return parse_param("period", period)
+
+
+ValidPeriod = Annotated[Period, Depends(valid_period)]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitAtPeriod:
+    unit: Unit
+    period: Period
+
+
+async def unit_at_period(
+    tree: Tree, principal: Reader, code: CodePath, period: ValidPeriod, edition: EditionParam = None
+) -> UnitAtPeriod:
+    """The unit in the edition asked for, or else in the edition in force at the end of the period."""
+    chosen = edition.value if edition else edition_for(period.end).value
+    return UnitAtPeriod(visible_unit(tree, principal, chosen, code), period)
+
+
+ValidUnitAtPeriod = Annotated[UnitAtPeriod, Depends(unit_at_period)]
+
+
+def catalog_indicator(state: QueryState, code: str) -> CatalogIndicator:
+    found = state.catalog.get(code)
+    if found is None:
+        raise invalid("indicator", f"'{code}' is not an indicator of the catalogue (see /v1/indicators)")
+    return found
+
+
+IndicatorCode = Annotated[
+    str,
+    Query(max_length=64, description="An indicator code from /v1/indicators.",
+          openapi_examples={"stock": {"value": "cccd_issued"}, "ratio": {"value": "online_dossier_rate"}}),
+]
+
+
+async def valid_indicator(state: AppState, indicator: IndicatorCode) -> CatalogIndicator:
+    return catalog_indicator(state, indicator)
+
+
+ValidIndicator = Annotated[CatalogIndicator, Depends(valid_indicator)]
