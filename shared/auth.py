@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.hierarchy import NATION, Unit
+from shared.hierarchy import NATION, Hierarchy, Unit
 
 PREFIX = "d06"
 
@@ -36,6 +37,7 @@ class Principal:
     roles: frozenset[str]
     scope_edition: str | None  # None: the scope code applies to every edition (only for VN)
     scope_code: str
+    expires_at: datetime | None = None
 
     def has(self, role: Role) -> bool:
         return role.value in self.roles
@@ -46,6 +48,22 @@ class Principal:
         if self.scope_edition is not None and unit.edition != self.scope_edition:
             return False
         return unit.code == self.scope_code or self.scope_code in unit.ancestors
+
+    def covers(self, hierarchy: Hierarchy, edition: str | None, code: str) -> bool:
+        """Whether the scope (`edition`, `code`) of another key lies inside this key's scope.
+
+        A scope is a unit subtree of one edition, or VN of one or all editions (edition None): only a VN
+        key of all editions covers the latter, and a unit that no longer exists is covered only by a VN
+        key of its edition (its subtree cannot be placed any more).
+        """
+        if self.scope_code == NATION and self.scope_edition is None:
+            return True
+        if edition is None or edition != self.scope_edition:
+            return False
+        if self.scope_code == NATION:
+            return True
+        unit = hierarchy.get(edition, code)
+        return unit is not None and self.can_see(unit)
 
 
 ANONYMOUS = Principal(None, frozenset({Role.READ.value}), None, NATION)
@@ -61,9 +79,13 @@ def new_key() -> tuple[str, str]:
     return key_id, f"{PREFIX}_{key_id}_{secrets.token_urlsafe(24)}"
 
 
+_KEY_ID = re.compile(r"[0-9a-f]{12}")
+
+
 def key_id_of(token: str) -> str | None:
+    """The id part of a well-formed key; anything else never reaches the database."""
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 12:
+    if len(parts) != 3 or parts[0] != PREFIX or not _KEY_ID.fullmatch(parts[1]):
         return None
     return parts[1]
 
@@ -76,27 +98,58 @@ async def create_key(
     scope_edition: str | None,
     roles: list[str],
     expires_at: datetime | None = None,
+    created_by: str | None = None,
 ) -> tuple[str, str]:
+    """(key id, full key). The full key exists only in the return value: only its hash is stored."""
     key_id, key = new_key()
     await conn.execute(
         text("""
-        INSERT INTO api_keys (id, name, secret_hash, scope_edition, scope_code, roles, expires_at)
-        VALUES (:id, :name, :hash, :edition, :scope, :roles, :expires)
+        INSERT INTO api_keys (id, name, secret_hash, scope_edition, scope_code, roles, expires_at, created_by)
+        VALUES (:id, :name, :hash, :edition, :scope, :roles, :expires, :created_by)
         """),
         {
             "id": key_id, "name": name, "hash": hash_key(key), "edition": scope_edition,
-            "scope": scope_code, "roles": sorted(set(roles)), "expires": expires_at,
+            "scope": scope_code, "roles": sorted(set(roles)), "expires": expires_at, "created_by": created_by,
         },
     )
     return key_id, key
 
 
+_KEY_COLUMNS = (
+    "id, name, scope_edition, scope_code, roles, created_at, expires_at, revoked_at, last_used_at, created_by"
+)
+
+
 async def list_keys(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at"))
+    return [dict(r._mapping) for r in rows]
+
+
+async def keys_within(
+    conn: AsyncConnection, admin: Principal, *, after: str | None = None, limit: int = 100,
+    key_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Keys whose scope lies inside `admin`'s (see Principal.covers), by id; one key when `key_id` is given.
+
+    The subtree test runs in SQL against `units`, so a page is exactly `limit` visible keys.
+    """
+    everything = admin.scope_code == NATION and admin.scope_edition is None
     rows = await conn.execute(
-        text("""
-        SELECT id, name, scope_edition, scope_code, roles, created_at, expires_at, revoked_at, last_used_at
-        FROM api_keys ORDER BY created_at
-        """)
+        text(f"""
+        SELECT {_KEY_COLUMNS} FROM api_keys k
+        WHERE (CAST(:everything AS boolean) OR (
+                  k.scope_edition = CAST(:edition AS text)
+                  AND (CAST(:code AS text) = 'VN' OR k.scope_code = CAST(:code AS text) OR EXISTS (
+                      SELECT 1 FROM units u
+                      WHERE u.edition = k.scope_edition AND u.code = k.scope_code
+                        AND CAST(:code AS text) = ANY (u.ancestors)))))
+          AND (CAST(:after AS text) IS NULL OR k.id > CAST(:after AS text))
+          AND (CAST(:key_id AS text) IS NULL OR k.id = CAST(:key_id AS text))
+        ORDER BY k.id
+        LIMIT :limit
+        """),
+        {"everything": everything, "edition": admin.scope_edition, "code": admin.scope_code, "after": after,
+         "key_id": key_id, "limit": limit},
     )
     return [dict(r._mapping) for r in rows]
 
@@ -117,7 +170,7 @@ async def authenticate(conn: AsyncConnection, token: str, *, touch: bool) -> Pri
     row = (
         await conn.execute(
             text("""
-            SELECT secret_hash, scope_edition, scope_code, roles FROM api_keys
+            SELECT secret_hash, scope_edition, scope_code, roles, expires_at FROM api_keys
             WHERE id = :id AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
             """),
             {"id": key_id},
@@ -134,7 +187,7 @@ async def authenticate(conn: AsyncConnection, token: str, *, touch: bool) -> Pri
             """),
             {"id": key_id},
         )
-    return Principal(key_id, frozenset(row.roles), row.scope_edition, row.scope_code)
+    return Principal(key_id, frozenset(row.roles), row.scope_edition, row.scope_code, row.expires_at)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -7,12 +7,13 @@ process and `/metrics` shows exactly one service. Health routes are not counted 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -26,6 +27,15 @@ from prometheus_client import (
 )
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import (
+    INTERNAL_DETAIL,
+    PROBLEM_JSON,
+    InternalError,
+    ServiceUnavailable,
+    problem_bytes,
+    problem_response,
+)
 
 log = logging.getLogger("d06.http")
 
@@ -56,8 +66,18 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
+# A request id the client chose is kept only if it is short and plain: it is echoed in a header and
+# written to the logs, where anything else could forge a header or a log line.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+
 class ObservabilityMiddleware:
-    """Pure ASGI (no per-request BaseHTTPMiddleware task): request id, timing, and one log line."""
+    """Pure ASGI (no per-request BaseHTTPMiddleware task): request id, timing, and a log line per error.
+
+    It is also the last line of defence: an exception nothing else handled becomes here a problem+json
+    500 that carries the request id (in the body, the X-Request-ID header and the log line with the
+    traceback) and nothing else — no trace, no SQL, no class name reaches the client.
+    """
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
@@ -67,17 +87,18 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        incoming = next((v for k, v in scope.get("headers") or [] if k == b"x-request-id"), b"")
+        request_id = incoming.decode() if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         status = 500
+        started = False
         start = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
@@ -86,19 +107,50 @@ class ObservabilityMiddleware:
             self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("%s %s: unhandled error (request_id=%s)", scope["method"], _template(scope), request_id)
+            if started:
+                raise  # the answer is half sent: only the server can end the connection
+            state["problem"] = InternalError.slug
+            body = problem_bytes(500, InternalError.slug, InternalError.title, INTERNAL_DETAIL,
+                                 instance=scope["path"], request_id=request_id)
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - start
             if counted:
                 self.metrics.in_flight.dec()
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
+                template = _template(scope)
                 self.metrics.requests.labels(template, scope["method"], str(status)).inc()
                 self.metrics.latency.labels(template, scope["method"]).observe(elapsed)
-                if status >= 500:
-                    log.warning("%s %s -> %s (request_id=%s)", scope["method"], template, status, request_id)
+                if status >= 400:
+                    _log_problem(scope, template, status, request_id)
+
+
+def _template(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
+def _log_problem(scope: Scope, template: str, status: int, request_id: str) -> None:
+    """One line per error answer, so the request id a client quotes leads to what happened.
+
+    4xx are the client's mistakes (INFO), 5xx ours (WARNING). The key id is logged, never the key.
+    """
+    state = scope.get("state") or {}
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "%s %s -> %s %s (request_id=%s key_id=%s)", scope["method"], template, status,
+        state.get("problem", "-"), request_id, state.get("key_id") or "-",
+    )
 
 
 Check = Callable[[], Awaitable[None]]
+
+_READY: dict[str, Any] = {
+    "type": "object", "required": ["status", "failing"],
+    "properties": {"status": {"type": "string", "enum": ["ok"]}, "failing": {"type": "object"}},
+}
 
 
 def health_router(registry: CollectorRegistry, checks: dict[str, Check]) -> APIRouter:
@@ -108,16 +160,26 @@ def health_router(registry: CollectorRegistry, checks: dict[str, Check]) -> APIR
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Its database and broker are reachable", responses={503: {}})
-    async def readyz() -> Response:
+    @router.get(
+        "/readyz", summary="Its database and broker are reachable",
+        responses={200: {"description": "Ready", "content": {"application/json": {"schema": _READY}}},
+                   503: ServiceUnavailable.openapi()},
+    )
+    async def readyz(request: Request) -> Response:
         failing: dict[str, str] = {}
         for name, check in checks.items():
             try:
                 await check()
             except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by name
-                failing[name] = type(exc).__name__
-        body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "failing": failing}
-        return JSONResponse(body, status_code=200 if not failing else 503)
+                # The cause is for operators (the log), not for whoever can reach the probe.
+                log.warning("not ready: %s (%s: %s)", name, type(exc).__name__, exc)
+                failing[name] = "not ready"
+        if not failing:
+            return JSONResponse({"status": "ok", "failing": {}})
+        return problem_response(
+            request, ServiceUnavailable.status, ServiceUnavailable.slug, ServiceUnavailable.title,
+            f"not ready: {', '.join(failing)}", extra={"failing": failing},
+        )
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

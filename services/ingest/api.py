@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import Response
 
 from services.ingest.outbox import event_status_row
@@ -33,10 +29,12 @@ from shared.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     ValidationFailed,
     responses,
 )
+from shared.hierarchy import Hierarchy
 from shared.periods import today_in_vietnam
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -55,29 +53,32 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-@asynccontextmanager
-async def database_errors() -> AsyncIterator[None]:
-    """A database that cannot be reached is a 503 the client may retry, not a 500."""
-    try:
-        yield
-    except (OSError, TimeoutError, PoolTimeout, OperationalError, InterfaceError) as exc:
-        raise ServiceUnavailable("the database is not reachable; retry later",
-                                 headers={"Retry-After": "5"}) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise ServiceUnavailable("the database connection was lost; retry",
-                                     headers={"Retry-After": "1"}) from exc
-        raise
-
-
-async def principal_of(runtime: Runtime, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+async def principal_of(
+    request: Request, runtime: Runtime, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    """The caller's key, checked against the database on every request (so a revocation or an expiry
+    takes effect at once on every replica), then charged one token of its rate limit."""
     if credentials is None:
         raise Unauthorized("send an API key: `Authorization: Bearer <key>`")
-    async with database_errors(), transaction(runtime.engine) as conn:
+    async with transaction(runtime.engine) as conn:
         principal = await authenticate(conn, credentials.credentials, touch=True)
     if principal is None:
         raise Unauthorized("the API key is unknown, revoked or expired")
+    request.state.key_id = principal.key_id  # for the log line of an error, never the key itself
+    wait = runtime.limiter.acquire(principal.key_id or "")
+    if wait:
+        raise TooManyRequests(
+            f"this API key exceeded {runtime.limiter.rate:g} requests a second; retry later",
+            headers={"Retry-After": runtime.limiter.retry_after(wait)},
+        )
     return principal
+
+
+def loaded_hierarchy(runtime: Runtime) -> Hierarchy:
+    if runtime.hierarchy is None:
+        raise ServiceUnavailable("the unit hierarchy is not loaded yet; retry in a few seconds",
+                                 headers={"Retry-After": "5"})
+    return runtime.hierarchy
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -116,7 +117,7 @@ def _json(body: object, status: int = 200) -> Response:
     responses={
         202: {"model": BatchAccepted, "description": "Stored in the outbox; publication follows."},
         **responses(MalformedJson, Unauthorized, Forbidden, Conflict, PayloadTooLarge, ValidationFailed,
-                    ServiceUnavailable),
+                    TooManyRequests, ServiceUnavailable),
     },
     openapi_extra=batch_request_openapi(),
 )
@@ -130,18 +131,15 @@ async def submit_events(
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:  # before any work, even authentication
         raise PayloadTooLarge(f"the body is {int(declared):,} bytes; the limit is {limit:,}")
-    principal = await principal_of(runtime, credentials)
+    principal = await principal_of(request, runtime, credentials)
     if not principal.has(Role.SUBMIT):
         raise Forbidden("this API key lacks the `submit` role")
-    hierarchy = runtime.hierarchy
-    if hierarchy is None:
-        raise ServiceUnavailable("the unit hierarchy is not loaded yet; retry in a few seconds",
-                                 headers={"Retry-After": "5"})
+    hierarchy = loaded_hierarchy(runtime)
     events = parse_body(await read_body(request, limit))
     runtime.metrics.batch_size.observe(len(events))
     validation = validate_batch(events, Context(runtime.catalog, hierarchy, principal, today_in_vietnam()))
     try:
-        async with database_errors(), transaction(runtime.engine) as conn:
+        async with transaction(runtime.engine) as conn:
             outcome = await submit(conn, validation, atomic=atomic, key_id=principal.key_id,
                                    client_addr=request.client.host if request.client else None)
     except Refused as refused:
@@ -182,21 +180,20 @@ def _count_refused(runtime: Runtime, validation: BatchValidation, refused: Refus
         "the key that sent the event and to admin keys."
     ),
     response_model=None,
-    responses={200: {"model": EventStatus}, **responses(Unauthorized, NotFound, ServiceUnavailable)},
+    responses={200: {"model": EventStatus},
+               **responses(Unauthorized, NotFound, TooManyRequests, ServiceUnavailable)},
 )
 async def get_event(
+    request: Request,
     runtime: RuntimeDep,
     credentials: Credentials,
     event_id: Annotated[str, Path(description="The event_id given (or generated) at submission.")],
 ) -> Response:
-    principal = await principal_of(runtime, credentials)
-    hierarchy = runtime.hierarchy
-    if hierarchy is None:
-        raise ServiceUnavailable("the unit hierarchy is not loaded yet; retry in a few seconds",
-                                 headers={"Retry-After": "5"})
+    principal = await principal_of(request, runtime, credentials)
+    hierarchy = loaded_hierarchy(runtime)
     if not EVENT_ID.fullmatch(event_id):
         raise NotFound("no such event is visible to this API key")
-    async with database_errors(), runtime.engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         row = await event_status_row(conn, event_id)
     if row is None or not can_read(principal, hierarchy, row.edition, row.unit):
         raise NotFound(f"no event {event_id} is visible to this API key")

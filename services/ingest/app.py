@@ -16,13 +16,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from services.ingest.admin import router as admin_router
 from services.ingest.api import router
 from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import Relay
 from services.ingest.runtime import Runtime, keep_hierarchy
 from shared.catalog import load_catalog
 from shared.db import make_engine
+from shared.dbroles import act_as
 from shared.errors import install_error_handlers
+from shared.limits import BodyLimitMiddleware, RateLimiter
 from shared.observability import Check, configure_logging, install_observability, new_registry
 from shared.settings import IngestSettings
 
@@ -53,8 +56,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         title="d06 ingest", version="1.0.0", description=DESCRIPTION, lifespan=_lifespan(settings, metrics)
     )
     install_error_handlers(app)
+    # Added before observability, so it runs inside it: a 413 carries the request id too.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     install_observability(app, registry, _readiness_checks(app))
     app.include_router(router)
+    app.include_router(admin_router)
     return app
 
 
@@ -64,8 +70,11 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, app="d06-ingest")
-        runtime = Runtime(settings=settings, engine=engine, catalog=load_catalog(), metrics=metrics)
+        engine = act_as(
+            make_engine(settings.database_url, pool_size=settings.db_pool_size, app="d06-ingest"), settings.db_role
+        )
+        runtime = Runtime(settings=settings, engine=engine, catalog=load_catalog(), metrics=metrics,
+                          limiter=RateLimiter(settings.rate_limit, settings.rate_burst))
         if settings.relay_enabled:
             runtime.relay = Relay(engine, settings, metrics)
         hierarchy_task = asyncio.create_task(keep_hierarchy(runtime), name="d06-ingest-hierarchy")

@@ -13,6 +13,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import Relay
 from shared.catalog import Catalog
 from shared.hierarchy import Hierarchy, fetch_hierarchy
+from shared.limits import RateLimiter
 from shared.settings import IngestSettings
 
 log = logging.getLogger("d06.ingest")
@@ -28,6 +29,7 @@ class Runtime:
     engine: AsyncEngine
     catalog: Catalog
     metrics: IngestMetrics
+    limiter: RateLimiter
     relay: Relay | None = None
     hierarchy: Hierarchy | None = None  # None until first loaded: submissions answer 503 meanwhile
 

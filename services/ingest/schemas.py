@@ -7,12 +7,14 @@ same contract for clients and the generated docs.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.errors import FieldError
+from shared.limits import unsafe_character
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
@@ -118,3 +120,59 @@ class EventStatus(BaseModel):
     submitted_by: SubmittedBy | None = Field(None, description="Only for the key that sent it, or an admin key.")
 
 
+# ---- API keys (/v1/admin/keys)
+
+RoleName = Literal["submit", "read", "admin"]
+
+
+class KeyCreate(BaseModel):
+    """A new key. Its scope must lie inside the creating key's, its roles among the creator's, and it
+    cannot outlive the creator: an admin key can delegate what it holds, never more."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="Who holds the key, for people reading the list.",
+                      examples=["Sở TT&TT Long An — integration"])
+    scope: str = Field(min_length=1, max_length=16, description="The unit whose subtree the key may see and "
+                       "submit for (`80`, `803`), or `VN`.", examples=["80"])
+    edition: Literal["legacy", "2025"] | None = Field(
+        None, description="Edition of the scope unit; default the creator's, else `2025`. For `VN`, absent "
+                          "means every edition (only a creator of every edition may give that).")
+    roles: list[RoleName] = Field(min_length=1, max_length=3, description="Roles among the creator's own.")
+    expires_at: AwareDatetime | None = Field(
+        None, description="When the key stops working (RFC 3339, with offset); default the creator's expiry.")
+
+    @field_validator("name")
+    @classmethod
+    def _readable(cls, name: str) -> str:
+        bad = unsafe_character(name)
+        if bad is not None:
+            raise ValueError(f"a name may not contain control or invisible characters (U+{ord(bad[1]):04X})")
+        if not name.strip():
+            raise ValueError("a name is not blank")
+        return unicodedata.normalize("NFC", name.strip())
+
+
+class KeyView(BaseModel):
+    id: str = Field(description="The public part of the key (`d06_<id>_…`); the secret is never shown again.")
+    name: str
+    scope: str
+    edition: str | None = Field(description="`null` for a VN key of every edition.")
+    roles: list[str]
+    state: Literal["active", "expired", "revoked"]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="Last authenticated use at the ingest service, to the minute. Reads at the query service "
+                    "are not recorded: its database role may only SELECT.")
+    created_by: str | None = Field(description="Id of the admin key that created it; `null` for the CLI.")
+
+
+class KeyCreated(KeyView):
+    key: str = Field(description="The API key, shown this once: only its SHA-256 is stored.")
+
+
+class KeyPage(BaseModel):
+    items: list[KeyView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; `null` on the last.")

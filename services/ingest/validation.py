@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,13 +24,19 @@ import orjson
 from services.ingest.values import InvalidValues, parse_values
 from shared.auth import Principal
 from shared.catalog import Catalog, Indicator
-from shared.errors import MalformedJson, ValidationFailed, problem_type
+from shared.errors import MalformedJson, ValidationFailed, problem_type, safe_echo
 from shared.hierarchy import NATION, REFORM_DATE, Edition, Hierarchy, Unit, edition_for
+from shared.limits import unsafe_character
 from shared.periods import Period, PeriodError, PeriodType, parse_period
 
 FIELDS = ("event_id", "unit", "edition", "indicator", "period", "value", "numerator", "denominator", "comment")
 MAX_EVENTS = 5000
 MAX_COMMENT = 1000
+# Figures from before this year are typos or tests: Project 06 began in 2022, and 2015 leaves room for
+# the baselines its reports compare against. The other end is "the period has started" (today), so a
+# year 3000 typo is refused whatever the window of shared.periods.
+EARLIEST_YEAR = 2015
+MAX_PERIOD_CODE = len("2024-07-15")
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNKNOWN_GROUP = "unknown"  # metrics label for events whose indicator is not in the catalogue
 
@@ -127,12 +134,46 @@ class BatchValidation:
     rejected: list[Rejection]
 
 
+class DuplicateField(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse an object that names a field twice: parsers disagree on which one wins (the first, the
+    last), so a repeated `unit` could be read one way by a check and another way by whoever comes next."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateField(name)
+            seen.add(name)
+    return obj
+
+
 def parse_body(raw: bytes) -> list[Any]:
-    """The `events` list of a body, exactly as sent: JSON decimals become Decimal, never float."""
+    """The `events` list of a body, exactly as sent: JSON numbers become Decimal, never float (and an
+    integer of thousands of digits is a figure too large, not a parser error)."""
     try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=Decimal)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
-        raise MalformedJson(f"the request body could not be parsed as JSON: {_short(str(exc))}") from exc
+        # UTF-8 and nothing else (RFC 8259 §8.1): json.loads would also guess UTF-16 and UTF-32 from bytes.
+        body = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_int=Decimal, parse_constant=Decimal,
+                          object_pairs_hook=_unique_fields)
+    except DuplicateField as exc:
+        message = f"the field '{_name(exc.name)}' appears twice in one object; send each field once"
+        raise ValidationFailed(message, errors=[{"loc": "body", "message": message}]) from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedJson("the request body is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise MalformedJson("the request body starts with a byte order mark; send UTF-8 without one") from exc
+        raise MalformedJson(f"the request body is not valid JSON: {exc.msg} "
+                            f"(line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise MalformedJson("the request body nests arrays or objects too deeply") from exc
+    except ValueError as exc:  # anything else the parser refuses: never echo its internals
+        raise MalformedJson("the request body could not be parsed as JSON") from exc
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object", errors=[
             {"loc": "body", "message": 'expected an object like {"events": [...]}'}])
@@ -182,8 +223,17 @@ def validate_event(raw: Any, index: int, ctx: Context) -> ValidEvent | Rejection
     comment = raw.get("comment")
     if comment is not None and not isinstance(comment, str):
         fail("comment", "a comment is a string")
+        comment = None
     elif comment is not None and len(comment) > MAX_COMMENT:
         fail("comment", f"a comment has at most {MAX_COMMENT:,} characters; this one has {len(comment):,}")
+    elif comment is not None:
+        # One spelling of each Vietnamese letter (composed), so a resend typed on another system is the
+        # same content; and no invisible characters, which could make a comment read other than it is.
+        comment = unicodedata.normalize("NFC", comment)
+        bad = unsafe_character(comment)
+        if bad is not None:
+            fail("comment", f"a comment may not contain control or invisible characters "
+                            f"(U+{ord(bad[1]):04X} at position {bad[0]})")
 
     indicator = _indicator(raw, ctx.catalog, fail)
     period = _period(raw, indicator, ctx.today, fail)
@@ -263,13 +313,21 @@ def _period(raw: Mapping[str, Any], indicator: Indicator | None, today: date, fa
     if code is None:
         fail("period", "period is required, e.g. 2024-07")
         return None
-    if not isinstance(code, str):
+    if not isinstance(code, str) or not code.isascii():  # `\d` would take any script's digits: ２０２４
         fail("period", "a period is a string such as 2024, 2024-H1, 2024-Q3, 2024-07 or 2024-07-15")
+        return None
+    if len(code) > MAX_PERIOD_CODE:
+        fail("period", f"'{_short(code, 24)}' is not a period code; use 2024, 2024-H1, 2024-Q3, 2024-07 or 2024-07-15")
+        return None
+    # The window first, with its own words (shared.periods' 2000–2100 is for any code); a later period of
+    # the window is then refused below as "not started yet".
+    if code[:4].isdigit() and not EARLIEST_YEAR <= int(code[:4]) <= today.year + 1:
+        fail("period", f"{code} is outside the years d06 accepts figures for: {EARLIEST_YEAR} to {today.year}")
         return None
     try:
         period = _parsed(code)
     except PeriodError as exc:
-        fail("period", str(exc))
+        fail("period", safe_echo(str(exc), 200))
         return None
     if period.start > today:
         fail("period", f"{code} has not started yet (today is {today.isoformat()} in Vietnam)")
@@ -324,8 +382,9 @@ def _unit(
 
 
 def _name(key: str) -> str:
-    return _short(key, 64)
+    return safe_echo(key, 64)
 
 
 def _short(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A client's string quoted in a message: cut, and with invisible characters made visible."""
+    return safe_echo(text, limit)

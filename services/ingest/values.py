@@ -157,14 +157,20 @@ def _figure(field: str, raw: Any, problems: list[tuple[str, str]], *, what: str 
         problems.append((field, "NaN and Infinity are not figures; send a finite number"))
         return None
     if raw < 0:
-        problems.append((field, f"must not be negative (got {raw})"))
+        problems.append((field, f"must not be negative (got {_shown(raw)})"))
         return None
     if raw > MAX_FIGURE:
-        problems.append((field, f"{raw} is above the largest accepted figure, 10^15"))
+        problems.append((field, f"{_shown(raw)} is above the largest accepted figure, 10^15"))
         return None
     if isinstance(raw, int):
         return Decimal(raw)  # the common case: already plain and whole
     return _normalised(field, raw, problems)
+
+
+def _shown(figure: int | Decimal) -> str:
+    """A figure quoted in a message: a number of 5,000 digits is not echoed back whole."""
+    text = str(figure)
+    return text if len(text) <= 32 else f"{text[:24]}… ({len(text):,} characters)"
 
 
 def _normalised(field: str, figure: Decimal, problems: list[tuple[str, str]]) -> Decimal | None:
@@ -173,7 +179,7 @@ def _normalised(field: str, figure: Decimal, problems: list[tuple[str, str]]) ->
     reduced = figure.normalize()
     exponent = reduced.as_tuple().exponent
     if not isinstance(exponent, int) or exponent < -MAX_FRACTION_DIGITS:  # str exponents are NaN/Inf only
-        problems.append((field, f"at most {MAX_FRACTION_DIGITS} decimal places (got {figure})"))
+        problems.append((field, f"at most {MAX_FRACTION_DIGITS} decimal places (got {_shown(figure)})"))
         return None
     # Plain notation (87700, not 8.77E+4), so the outbox and the wire carry the figure as people write it.
     return reduced.quantize(ONE) if exponent > 0 else reduced

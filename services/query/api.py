@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -35,16 +36,20 @@ from shared.errors import (
     Forbidden,
     NotFound,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     ValidationFailed,
     responses,
 )
 from shared.hierarchy import NATION, Edition, Unit, edition_for, fold
+from shared.limits import unsafe_character
 from shared.periods import Period, PeriodError
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
-_ERRORS = (Unauthorized, Forbidden, ValidationFailed, ServiceUnavailable)
+UNIT_CODE = re.compile(r"[0-9A-Za-z]{1,16}")
+
+_ERRORS = (Unauthorized, Forbidden, ValidationFailed, TooManyRequests, ServiceUnavailable)
 _UNIT_ERRORS = (*_ERRORS, NotFound)
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
@@ -59,7 +64,7 @@ def _answer(request: Request, state: AppState, endpoint: Endpoint, model: BaseMo
 
 @router.get(
     "/indicators", summary="The indicator catalogue", response_model=schemas.IndicatorList,
-    responses=responses(Unauthorized, Forbidden, ServiceUnavailable),
+    responses=responses(Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable),
     description="Every indicator in use (retired codes are left out), with how it rolls up.",
 )
 async def indicators(request: Request, state: AppState, _reader: Reader) -> Response:
@@ -105,9 +110,14 @@ async def units(
     after: tuple[int, str] | None = None
     if cursor is not None:
         key = decode_cursor(cursor).get("k")
-        if not (isinstance(key, list) and len(key) == 2 and isinstance(key[0], int) and isinstance(key[1], str)):
+        # A cursor is the client's text too: only a (depth, code) that could be real reaches SQL, so a
+        # forged one is a 422 rather than an out-of-range smallint or a NUL the database refuses (a 500).
+        if not (isinstance(key, list) and len(key) == 2 and type(key[0]) is int and 0 <= key[0] <= 9
+                and isinstance(key[1], str) and UNIT_CODE.fullmatch(key[1])):
             raise bad_cursor()
         after = (key[0], key[1])
+    if q is not None and unsafe_character(q) is not None:
+        raise invalid("q", "a search may not contain control or invisible characters")
     folded = " ".join(fold(q).split()) if q else None
     f = UnitFilter(
         edition=edition.value, parent=parent, level=level, q=folded or None,

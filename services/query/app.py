@@ -14,19 +14,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.responses import Response
 
 from services.query.api import router
 from services.query.deps import QueryState
 from services.query.metrics import QueryMetrics
 from shared.catalog import load_catalog
 from shared.db import make_engine
-from shared.errors import ServiceUnavailable, install_error_handlers, problem_response
+from shared.dbroles import act_as
+from shared.errors import (
+    install_error_handlers,
+)
 from shared.hierarchy import fetch_hierarchy
+from shared.limits import BodyLimitMiddleware, RateLimiter
 from shared.observability import configure_logging, install_observability, new_registry
 from shared.periods import today_in_vietnam
 from shared.settings import QuerySettings
@@ -86,22 +88,6 @@ async def keep_hierarchy_fresh(state: QueryState, every: float = REFRESH_SECONDS
         await asyncio.sleep(wait)
 
 
-async def _database_error(request: Request, exc: Exception) -> Response:
-    """A connection lost mid-request (Postgres restarting, a failover) is a 503 to retry, not a 500."""
-    lost = isinstance(exc, OperationalError | InterfaceError)
-    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or lost):
-        log.warning("database unavailable: %s", type(exc.orig).__name__)
-        return problem_response(
-            request, ServiceUnavailable.status, ServiceUnavailable.slug, ServiceUnavailable.title,
-            "the database is not reachable; retry in a few seconds", headers={"Retry-After": "1"},
-        )
-    log.exception("database error", exc_info=exc)
-    return problem_response(
-        request, 500, "internal-error", "Internal error",
-        "something went wrong on our side; quote the request id when reporting it",
-    )
-
-
 def create_app(
     settings: QuerySettings | None = None, *, clock: Callable[[], date] | None = None
 ) -> FastAPI:
@@ -113,12 +99,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(
-            settings.database_url, pool_size=settings.db_pool_size, read_only=True, app="d06-query"
+        # Three locks on writing: the role (SELECT only), the read-only session, and no write in the code.
+        engine = act_as(
+            make_engine(settings.database_url, pool_size=settings.db_pool_size, read_only=True, app="d06-query"),
+            settings.db_role,
         )
         # Autocommit: a read is one statement, so no BEGIN/ROLLBACK round trips around it.
         reader: AsyncEngine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        state = QueryState(settings, reader, load_catalog(), metrics, clock or today_in_vietnam)
+        state = QueryState(settings, reader, load_catalog(), metrics, clock or today_in_vietnam,
+                           RateLimiter(settings.rate_limit, settings.rate_burst))
         app.state.query = state
         refresher = asyncio.create_task(keep_hierarchy_fresh(state), name="d06-query-hierarchy")
         try:
@@ -146,7 +135,7 @@ def create_app(
             raise LookupError("hierarchy not loaded")
 
     install_error_handlers(app)
-    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)  # inside observability: has an id
     install_observability(app, registry, {"database": database_ready, "hierarchy": hierarchy_ready})
     app.include_router(router)
     return app

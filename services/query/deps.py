@@ -24,8 +24,17 @@ from services.query.metrics import QueryMetrics
 from shared.auth import ANONYMOUS, Principal, Role, authenticate, bearer_token
 from shared.catalog import Catalog
 from shared.catalog import Indicator as CatalogIndicator
-from shared.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized, ValidationFailed
+from shared.errors import (
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+    safe_echo,
+)
 from shared.hierarchy import Edition, Hierarchy, Unit, edition_for
+from shared.limits import RateLimiter
 from shared.periods import Period, PeriodError, parse_period
 from shared.settings import QuerySettings
 
@@ -39,6 +48,7 @@ class QueryState:
     catalog: Catalog
     metrics: QueryMetrics
     clock: Callable[[], date]
+    limiter: RateLimiter
     hierarchy: Hierarchy | None = None
 
 
@@ -110,17 +120,32 @@ async def get_principal(
 ) -> Principal:
     header = request.headers.get("authorization")
     if header is None and state.settings.anonymous_read:
+        # A public portal's readers have no key: each client address gets the bucket a key would.
+        _charge(state, f"addr:{request.client.host if request.client else '-'}")
         return ANONYMOUS
     # A key sent to a public deployment is still checked: a typo should not silently widen the view.
     token = bearer_token(header)
     if token is None:
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
-    principal = await authenticate(await lazy.get(), token, touch=False)  # the query role may only SELECT
+    # Read on every request, so revocation and expiry take effect at once. `last_used_at` is not
+    # touched: this role may only SELECT (docs/security.md).
+    principal = await authenticate(await lazy.get(), token, touch=False)
     if principal is None:
         raise Unauthorized("the API key is unknown, revoked or expired")
+    request.state.key_id = principal.key_id  # for the log line of an error, never the key itself
     if not principal.has(Role.READ):
         raise Forbidden("the API key does not have the `read` role")
+    _charge(state, f"key:{principal.key_id}")
     return principal
+
+
+def _charge(state: QueryState, bucket: str) -> None:
+    wait = state.limiter.acquire(bucket)
+    if wait:
+        raise TooManyRequests(
+            f"more than {state.limiter.rate:g} requests a second; retry later",
+            headers={"Retry-After": state.limiter.retry_after(wait)},
+        )
 
 
 Reader = Annotated[Principal, Depends(get_principal)]
@@ -144,15 +169,17 @@ def invalid(loc: str, message: str) -> ValidationFailed:
 def visible_unit(tree: Hierarchy, principal: Principal, edition: str, code: str) -> Unit:
     unit = tree.get(edition, code)
     if unit is None or not principal.can_see(unit):
-        raise NotFound(f"there is no unit '{code}' in edition {edition}")
+        raise NotFound(f"there is no unit '{safe_echo(code, 16)}' in edition {edition}")
     return unit
 
 
 def parse_param(loc: str, code: str) -> Period:
+    if not code.isascii():  # the period regexes' `\d` would read other scripts' digits (２０２４)
+        raise invalid(loc, "a period code is written in ASCII: 2024, 2024-H1, 2024-Q3, 2024-07 or 2024-07-15")
     try:
         return parse_period(code)
     except PeriodError as exc:
-        raise invalid(loc, str(exc)) from exc
+        raise invalid(loc, safe_echo(str(exc), 200)) from exc
 
 
 async def valid_unit(tree: Tree, principal: Reader, code: CodePath, edition: EditionParam = None) -> Unit:
@@ -196,7 +223,7 @@ ValidUnitAtPeriod = Annotated[UnitAtPeriod, Depends(unit_at_period)]
 def catalog_indicator(state: QueryState, code: str) -> CatalogIndicator:
     found = state.catalog.get(code)
     if found is None:
-        raise invalid("indicator", f"'{code}' is not an indicator of the catalogue (see /v1/indicators)")
+        raise invalid("indicator", f"'{safe_echo(code, 64)}' is not an indicator of the catalogue (see /v1/indicators)")
     return found
 
 

@@ -1,0 +1,162 @@
+"""A key sees and changes only its subtree, through every endpoint of both services.
+
+The fixtures of the border: a key for Long An (province 80) of the legacy edition. Inside: Bến Lức
+district 803 and its commune 27991; at the border: 80 itself; outside: Long Mỹ district 936 (Hậu Giang)
+and its commune 31483, the nation VN, and every unit of the 2025 edition (also "80", now Tây Ninh).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.ingest.app import create_app
+from tests.conftest import Stack
+from tests.integration.test_ingest import auth, no_relay, running
+from tests.integration.test_query import serve
+
+INSIDE, COMMUNE_INSIDE, BORDER = "803", "27991", "80"
+OUTSIDE, COMMUNE_OUTSIDE, NATION = "936", "31483", "VN"
+SEEN = {INSIDE: 200, COMMUNE_INSIDE: 200, BORDER: 200, OUTSIDE: 404, COMMUNE_OUTSIDE: 404, NATION: 404}
+
+
+def stock(unit: str, period: str = "2024-07", **extra: Any) -> dict[str, Any]:
+    return {"unit": unit, "indicator": "cccd_issued", "period": period, "value": 1000, **extra}
+
+
+def unit_routes(code: str, edition: str = "legacy") -> dict[str, tuple[str, dict[str, str]]]:
+    """Every query route that names a unit, with parameters that are otherwise valid."""
+    month = "2024-07" if edition == "legacy" else "2025-08"
+    return {
+        "unit": (f"/v1/units/{code}", {"edition": edition}),
+        "values": (f"/v1/units/{code}/values", {"period": month, "edition": edition}),
+        "values (edition from the period)": (f"/v1/units/{code}/values", {"period": month}),
+        "one indicator": (f"/v1/units/{code}/values", {"period": month, "indicator": "cccd_issued"}),
+        "children (ranking)": (f"/v1/units/{code}/children/values",
+                               {"indicator": "cccd_issued", "period": month, "edition": edition, "sort": "-value"}),
+        "series": (f"/v1/units/{code}/series",
+                   {"indicator": "cccd_issued", "from": "2024-01" if edition == "legacy" else "2025-07",
+                    "to": month, "edition": edition}),
+        "list of its children": ("/v1/units", {"edition": edition, "parent": code}),
+    }
+
+
+async def _statuses(client: httpx.AsyncClient, code: str, edition: str = "legacy") -> dict[str, int]:
+    return {name: (await client.get(path, params=params)).status_code
+            for name, (path, params) in unit_routes(code, edition).items()}
+
+
+async def test_query_every_unit_route_inside_outside_and_at_the_border(stack: Stack) -> None:
+    key = await stack.create_key(scope=BORDER, edition="legacy", roles=("read",))
+    async with serve(stack) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        for code, status in SEEN.items():
+            assert await _statuses(client, code) == dict.fromkeys(unit_routes(code), status), code
+        # The same code in the other edition is another unit: Tây Ninh, not Long An.
+        assert set((await _statuses(client, BORDER, "2025")).values()) == {404}
+        # An outside unit answers exactly like a unit that does not exist: nothing to learn from it.
+        hidden = (await client.get(f"/v1/units/{OUTSIDE}", params={"edition": "legacy"})).json()
+        missing = (await client.get("/v1/units/999", params={"edition": "legacy"})).json()
+        assert hidden["detail"].replace(OUTSIDE, "X") == missing["detail"].replace("999", "X")
+        assert hidden["type"] == missing["type"]
+
+
+async def test_query_lists_and_searches_show_only_the_subtree(stack: Stack) -> None:
+    key = await stack.create_key(scope=BORDER, edition="legacy", roles=("read",))
+    async with serve(stack) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+
+        async def codes(**params: str) -> list[str]:
+            response = await client.get("/v1/units", params={"edition": "legacy", "limit": "500", **params})
+            assert response.status_code == 200, response.text
+            return [u["code"] for u in response.json()["items"]]
+
+        assert await codes(level="province") == [BORDER]
+        assert await codes(level="district") == sorted(await codes(parent=BORDER))
+        assert INSIDE in await codes(level="district")
+        assert await codes(q="long my") == []  # Huyện Long Mỹ is in Hậu Giang
+        assert await codes(q=OUTSIDE) == [] and await codes(q=INSIDE) == [INSIDE]
+        assert await codes(q="ben luc") == [INSIDE, COMMUNE_INSIDE]
+        every = await codes()
+        assert every[:2] == [BORDER, *sorted(await codes(parent=BORDER))[:1]] and NATION not in every
+        assert (await client.get("/v1/units", params={"edition": "2025"})).json()["items"] == []
+        ranking = (await client.get(f"/v1/units/{BORDER}/children/values",
+                                    params={"indicator": "cccd_issued", "period": "2024-07"})).json()
+        assert {i["unit"]["code"] for i in ranking["items"]} == set(await codes(parent=BORDER))
+        assert (await client.get("/v1/indicators")).status_code == 200  # the catalogue is not scoped
+
+
+async def test_a_2025_province_key_does_not_see_legacy_units(stack: Stack) -> None:
+    """Tây Ninh (2025) absorbed Long An: its key still answers 404 for Long An's legacy units (for now)."""
+    key = await stack.create_key(scope=BORDER, edition="2025", roles=("read",))
+    async with serve(stack) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        assert set((await _statuses(client, BORDER, "2025")).values()) == {200}
+        assert set((await _statuses(client, "25459", "2025")).values()) == {200}  # a commune of Tây Ninh
+        for code in (BORDER, INSIDE, COMMUNE_INSIDE):
+            assert set((await _statuses(client, code, "legacy")).values()) == {404}, code
+        assert (await client.get("/v1/units", params={"edition": "legacy"})).json()["items"] == []
+        assert set((await _statuses(client, NATION, "2025")).values()) == {404}
+
+
+async def test_ingest_submissions_inside_outside_and_at_the_border(stack: Stack) -> None:
+    long_an = await stack.create_key(scope=BORDER, edition="legacy", roles=("submit",))
+    tay_ninh = await stack.create_key(scope=BORDER, edition="2025", roles=("submit",))
+    async with running(create_app(no_relay(stack))) as client:
+        async def post(key: str, *events: dict[str, Any]) -> httpx.Response:
+            return await client.post("/v1/events", json={"events": list(events)}, headers=auth(key))
+
+        for code in (INSIDE, COMMUNE_INSIDE, BORDER):
+            assert (await post(long_an, stock(code))).status_code == 202, code
+        for code in (OUTSIDE, COMMUNE_OUTSIDE, NATION):
+            refused = await post(long_an, stock(INSIDE, value=1), stock(code))
+            assert refused.status_code == 403, code
+            assert refused.json()["type"].endswith("/forbidden")
+            assert refused.json()["detail"].startswith(f"events[1]: unit {code} (legacy) is outside")
+            assert refused.json()["errors"][0]["loc"] == "events[1].unit"
+        # The 2025 "80" is another unit: a legacy key may not write it, and vice versa.
+        assert (await post(long_an, stock(BORDER, period="2025-08"))).status_code == 403
+        assert (await post(tay_ninh, stock(INSIDE))).status_code == 403
+        assert (await post(tay_ninh, stock("25459", period="2025-08"))).status_code == 202
+
+
+async def test_ingest_event_status_inside_outside_and_at_the_border(stack: Stack) -> None:
+    nation = await stack.create_key()
+    long_an = await stack.create_key(scope=BORDER, edition="legacy", roles=("read",))
+    codes = (INSIDE, BORDER, OUTSIDE, NATION)
+    async with running(create_app(no_relay(stack))) as client:
+        batch = [stock(code, event_id=f"s-{code}") for code in codes]
+        assert (await client.post("/v1/events", json={"events": batch}, headers=auth(nation))).status_code == 202
+        for code in codes:
+            response = await client.get(f"/v1/events/s-{code}", headers=auth(long_an))
+            assert response.status_code == SEEN[code], code
+            assert "submitted_by" not in response.json()  # neither the sender nor an admin
+            assert (await client.get(f"/v1/events/s-{code}", headers=auth(nation))).status_code == 200
+
+
+async def test_admin_keys_inside_outside_and_at_the_border(stack: Stack) -> None:
+    admin = await stack.create_key(scope=BORDER, edition="legacy", roles=("admin", "submit", "read"))
+    other = await stack.create_key(scope="93", edition="legacy", roles=("read",))
+    other_id = other.split("_")[1]
+    async with running(create_app(no_relay(stack))) as client:
+        async def create(scope: str, **extra: Any) -> httpx.Response:
+            body = {"name": f"key for {scope}", "scope": scope, "roles": ["read"], **extra}
+            return await client.post("/v1/admin/keys", json=body, headers=auth(admin))
+
+        made = {code: await create(code) for code in (INSIDE, COMMUNE_INSIDE, BORDER)}
+        assert {code: r.status_code for code, r in made.items()} == dict.fromkeys(made, 201)
+        assert made[INSIDE].json()["edition"] == "legacy"  # the creator's edition by default
+        for code in (OUTSIDE, COMMUNE_OUTSIDE, NATION):
+            refused = await create(code)
+            assert refused.status_code == 403 and refused.json()["type"].endswith("/forbidden"), code
+        assert (await create(BORDER, edition="2025")).status_code == 403
+
+        listed = (await client.get("/v1/admin/keys", headers=auth(admin))).json()["items"]
+        assert other_id not in {k["id"] for k in listed}
+        assert {k["scope"] for k in listed} == {INSIDE, COMMUNE_INSIDE, BORDER}
+        for path in (f"/v1/admin/keys/{other_id}",):
+            assert (await client.get(path, headers=auth(admin))).status_code == 404
+            assert (await client.delete(path, headers=auth(admin))).status_code == 404
+    async with serve(stack) as query:  # the refused revocation changed nothing
+        assert (await query.get("/v1/indicators", headers=auth(other))).status_code == 200
