@@ -7,9 +7,10 @@ which is how the query service gets its read-only role.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/d06"
@@ -19,6 +20,19 @@ DEV_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 def env(*names: str) -> AliasChoices:
     """Read from the first of these environment variables that is set (field names work in code)."""
     return AliasChoices(*names)
+
+
+def _role_name(role: str) -> str:
+    if role and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ValueError("a database role is a lower-case SQL identifier (a-z, 0-9, _)")
+    return role
+
+
+# The PostgreSQL role a service acts as (set at connection start, shared/dbroles.py); the migrations
+# create each with only the privileges its service needs. One variable per service, never a shared one:
+# a single role for all would defeat the point. Empty: act as the login user itself, for deployments
+# that log in as a role already restricted (docs/security.md).
+DbRole = Annotated[str, AfterValidator(_role_name)]
 
 
 class CommonSettings(BaseSettings):
@@ -51,6 +65,12 @@ class CommonSettings(BaseSettings):
 class IngestSettings(CommonSettings):
     database_url: str = Field(DEV_DATABASE_URL, validation_alias=env("INGEST_DATABASE_URL", "DATABASE_URL"))
     max_body_bytes: int = Field(8 * 1024 * 1024, validation_alias=env("INGEST_MAX_BODY_BYTES"))
+    db_role: DbRole = Field("d06_ingest", validation_alias=env("INGEST_DB_ROLE"))
+    # Per-key token bucket (shared/limits.py), per replica: requests a second sustained, and at once.
+    # Generous by default so benchmarks are not throttled; 0 turns it off. docs/security.md has
+    # production values.
+    rate_limit: float = Field(1000.0, ge=0, validation_alias=env("INGEST_RATE_LIMIT"))
+    rate_burst: int = Field(2000, ge=1, validation_alias=env("INGEST_RATE_BURST"))
     relay_batch: int = Field(5000, validation_alias=env("INGEST_RELAY_BATCH"))
     relay_idle_seconds: float = Field(
         0.2, validation_alias=env("INGEST_RELAY_IDLE_SECONDS")
@@ -64,6 +84,11 @@ class AggregateSettings(CommonSettings):
         "d06-aggregate", validation_alias=env("AGGREGATE_CONSUMER_GROUP")
     )
     max_batch: int = Field(20000, validation_alias=env("AGGREGATE_MAX_BATCH"))
+    # How fast the group notices a dead member and hands its partitions over; Tansu takes about 1.8× the
+    # session timeout to let a restarted consumer back in, so shorter means faster recovery after a crash.
+    session_timeout_ms: int = Field(10000, ge=1000, validation_alias=env("AGGREGATE_SESSION_TIMEOUT_MS"))
+    heartbeat_interval_ms: int = Field(3000, ge=300, validation_alias=env("AGGREGATE_HEARTBEAT_INTERVAL_MS"))
+    db_role: DbRole = Field("d06_aggregate", validation_alias=env("AGGREGATE_DB_ROLE"))
 
 
 class QuerySettings(CommonSettings):
@@ -72,3 +97,9 @@ class QuerySettings(CommonSettings):
         False, validation_alias=env("QUERY_ANONYMOUS_READ")
     )
     cache_max_age: int = Field(5, validation_alias=env("QUERY_CACHE_MAX_AGE"))
+    db_role: DbRole = Field("d06_query", validation_alias=env("QUERY_DB_ROLE"))
+    # Reads have no body: anything sizeable is refused before a route runs.
+    max_body_bytes: int = Field(64 * 1024, validation_alias=env("QUERY_MAX_BODY_BYTES"))
+    # Per key (per client address for anonymous public reads), per replica; 0 turns it off.
+    rate_limit: float = Field(5000.0, ge=0, validation_alias=env("QUERY_RATE_LIMIT"))
+    rate_burst: int = Field(10000, ge=1, validation_alias=env("QUERY_RATE_BURST"))

@@ -1,0 +1,193 @@
+"""The aggregator's SQL: a handful of set-based statements per batch, whatever its size.
+
+Nothing here commits: the batch's unit of work (service.py) owns the one transaction that applies the
+events and stores the offsets together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.aggregate.rollup import Key, Row
+from services.aggregate.validation import DeadLetter
+from shared.values import pair_or_none
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOffset:
+    next_offset: int
+    epoch: int
+
+
+async def lock_writers(
+    conn: AsyncConnection, group: str, topic: str, partitions: Iterable[int], trees: Iterable[str]
+) -> None:
+    """Serialise with any other consumer writing the same partitions or province trees.
+
+    One writer per partition is what Kafka promises, but only between rebalances: a consumer that lost a
+    partition may still be finishing a batch of it. Locking the partitions makes the offset check below
+    airtight; locking the province trees (`edition/province`, the partition key) also covers a topic
+    recreated with another partition count. Locks are taken in one sorted pass, so two batches can never
+    wait for each other in a cycle, and they are released by COMMIT or ROLLBACK.
+    """
+    names = [f"offsets/{group}/{topic}/{p}" for p in sorted(set(partitions))]
+    names += [f"rollups/{tree}" for tree in sorted(set(trees))]
+    await conn.execute(
+        text("""
+        SELECT count(pg_advisory_xact_lock(k)) FROM (
+            SELECT DISTINCT hashtextextended(n, 0) AS k FROM unnest(CAST(:names AS text[])) AS n
+            ORDER BY k OFFSET 0
+        ) AS ordered
+        """),
+        {"names": names},
+    )
+
+
+async def read_offsets(conn: AsyncConnection, group: str, topic: str) -> tuple[int, dict[int, StoredOffset]]:
+    """The topic's current epoch (0 until the relay first bumps it) and the offsets stored for the group."""
+    rows = (await conn.execute(
+        text("""
+        SELECT -1 AS partition, 0::bigint AS next_offset,
+               coalesce((SELECT epoch FROM topic_epochs WHERE topic = :topic), 0) AS epoch
+        UNION ALL
+        SELECT partition, next_offset, epoch FROM consumer_offsets
+        WHERE consumer_group = :group AND topic = :topic
+        """),
+        {"group": group, "topic": topic},
+    )).all()
+    current = next(r.epoch for r in rows if r.partition == -1)
+    return current, {r.partition: StoredOffset(r.next_offset, r.epoch) for r in rows if r.partition >= 0}
+
+
+async def current_epoch(conn: AsyncConnection, topic: str) -> int:
+    value = await conn.scalar(
+        text("SELECT coalesce((SELECT epoch FROM topic_epochs WHERE topic = :topic), 0)"), {"topic": topic}
+    )
+    return int(value or 0)
+
+
+async def load_rows(conn: AsyncConnection, keys: Collection[Key]) -> dict[Key, Row]:
+    """The stored rows among `keys`, in one statement (absent keys simply do not come back)."""
+    if not keys:
+        return {}
+    editions, units, indicators, periods = (list(column) for column in zip(*keys, strict=True))
+    result = await conn.execute(
+        text("""
+        SELECT r.edition, r.unit, r.indicator, r.period, r.rep_num, r.rep_den, r.rep_seq,
+               r.comp_num, r.comp_den, r.reporting, r.accepted_at
+        FROM unnest(CAST(:e AS text[]), CAST(:u AS text[]), CAST(:i AS text[]), CAST(:p AS text[]))
+             AS k(edition, unit, indicator, period)
+        JOIN rollups r ON r.edition = k.edition AND r.unit = k.unit
+                      AND r.indicator = k.indicator AND r.period = k.period
+        """),
+        {"e": editions, "u": units, "i": indicators, "p": periods},
+    )
+    return {
+        (r[0], r[1], r[2], r[3]): Row(
+            reported=pair_or_none(r[4], r[5]),
+            rep_seq=r[6],
+            computed=pair_or_none(r[7], r[8]),
+            reporting=r[9],
+            accepted_at=r[10],
+        )
+        for r in result
+    }
+
+
+async def upsert_rows(conn: AsyncConnection, rows: dict[Key, Row], keys: Collection[Key]) -> int:
+    """Write the rows of `keys` with one INSERT … ON CONFLICT; returns how many."""
+    if not keys:
+        return 0
+    e: list[str] = []
+    u: list[str] = []
+    i: list[str] = []
+    p: list[str] = []
+    rep_num: list[object] = []
+    rep_den: list[object] = []
+    rep_seq: list[int | None] = []
+    comp_num: list[object] = []
+    comp_den: list[object] = []
+    reporting: list[int] = []
+    accepted_at: list[datetime | None] = []
+    for key in keys:
+        row = rows[key]
+        e.append(key[0])
+        u.append(key[1])
+        i.append(key[2])
+        p.append(key[3])
+        rep_num.append(None if row.reported is None else row.reported.num)
+        rep_den.append(None if row.reported is None else row.reported.den)
+        rep_seq.append(row.rep_seq)
+        comp_num.append(None if row.computed is None else row.computed.num)
+        comp_den.append(None if row.computed is None else row.computed.den)
+        reporting.append(row.reporting)
+        accepted_at.append(row.accepted_at)
+    await conn.execute(
+        text("""
+        INSERT INTO rollups AS r (edition, unit, indicator, period, rep_num, rep_den, rep_seq,
+                                  comp_num, comp_den, reporting, accepted_at, updated_at)
+        SELECT e, u, i, p, rn, rd, rs, cn, cd, rp, at, now()
+        FROM unnest(CAST(:e AS text[]), CAST(:u AS text[]), CAST(:i AS text[]), CAST(:p AS text[]),
+                    CAST(:rn AS numeric[]), CAST(:rd AS numeric[]), CAST(:rs AS bigint[]),
+                    CAST(:cn AS numeric[]), CAST(:cd AS numeric[]), CAST(:rp AS integer[]),
+                    CAST(:at AS timestamptz[])) AS t(e, u, i, p, rn, rd, rs, cn, cd, rp, at)
+        ON CONFLICT (edition, unit, indicator, period) DO UPDATE SET
+            rep_num = excluded.rep_num, rep_den = excluded.rep_den, rep_seq = excluded.rep_seq,
+            comp_num = excluded.comp_num, comp_den = excluded.comp_den, reporting = excluded.reporting,
+            accepted_at = excluded.accepted_at, updated_at = excluded.updated_at
+        """),
+        {
+            "e": e, "u": u, "i": i, "p": p, "rn": rep_num, "rd": rep_den, "rs": rep_seq,
+            "cn": comp_num, "cd": comp_den, "rp": reporting, "at": accepted_at,
+        },
+    )
+    return len(e)
+
+
+async def store_offsets(
+    conn: AsyncConnection, group: str, topic: str, epoch: int, next_offsets: dict[int, int]
+) -> None:
+    if not next_offsets:
+        return
+    await conn.execute(
+        text("""
+        INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, epoch)
+        SELECT :group, :topic, p, o, :epoch
+        FROM unnest(CAST(:p AS integer[]), CAST(:o AS bigint[])) AS t(p, o)
+        ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
+            next_offset = excluded.next_offset, epoch = excluded.epoch
+        """),
+        {
+            "group": group, "topic": topic, "epoch": epoch,
+            "p": list(next_offsets), "o": list(next_offsets.values()),
+        },
+    )
+
+
+async def insert_dead_letters(conn: AsyncConnection, letters: list[DeadLetter]) -> set[int]:
+    """Store the letters that carry a seq; returns the seqs stored now (not already there from a replay)."""
+    with_seq = {dl.seq: dl for dl in letters if dl.seq is not None}
+    if not with_seq:
+        return set()
+    result = await conn.execute(
+        text("""
+        INSERT INTO dead_letters (seq, event_id, reason, payload)
+        SELECT s, e, r, CAST(pl AS jsonb)
+        FROM unnest(CAST(:s AS bigint[]), CAST(:e AS text[]), CAST(:r AS text[]), CAST(:pl AS text[]))
+             AS t(s, e, r, pl)
+        ON CONFLICT (seq) DO NOTHING
+        RETURNING seq
+        """),
+        {
+            "s": list(with_seq),
+            "e": [dl.event_id for dl in with_seq.values()],
+            "r": [dl.reason_text for dl in with_seq.values()],
+            "pl": [dl.payload_json() for dl in with_seq.values()],
+        },
+    )
+    return {int(r[0]) for r in result}
