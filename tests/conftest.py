@@ -129,13 +129,7 @@ def infra() -> Iterator[Infra]:
         broker.start()
         bootstrap = broker.bootstrap
     infra = Infra(server_url, bootstrap, pg, broker)
-
-    template_url = infra.url_for(TEMPLATE)
-    _run(_prepare_template(server_url))
-    from shared.migrate import upgrade
-
-    upgrade(template_url)
-    _run(_load_reference_data(template_url))
+    build_template(infra)
     try:
         yield infra
     finally:
@@ -146,6 +140,15 @@ def infra() -> Iterator[Infra]:
             shutil.rmtree(pg.data_dir, ignore_errors=True)
         else:
             _run(_drop_template(server_url))
+
+
+def build_template(infra: Infra) -> None:
+    """The migrated schema with both hierarchy editions and the catalogue, copied by every test."""
+    from shared.migrate import upgrade
+
+    _run(_prepare_template(infra.server_url))
+    upgrade(infra.url_for(TEMPLATE))
+    _run(_load_reference_data(infra.url_for(TEMPLATE)))
 
 
 async def _drop_template(server_url: str) -> None:
