@@ -43,9 +43,9 @@ class Service:
 
 
 SERVICES = [
-    Service("ingest", "services.ingest.app", 8001),
-    Service("aggregate", "services.aggregate.app", 8002),
-    Service("query", "services.query.app", 8003),
+    Service("ingest", "services.ingest", 8001),
+    Service("aggregate", "services.aggregate", 8002),
+    Service("query", "services.query", 8003),
 ]
 
 
@@ -110,9 +110,7 @@ def _wait_ready(service: Service, proc: subprocess.Popen[bytes], timeout: float 
 def _start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log = (RUN / f"{service.name}.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", f"{service.module}:create_app",
-         "--host", "127.0.0.1", "--port", str(service.port), "--loop", "uvloop", "--http", "httptools",
-         "--no-access-log"],
+        [sys.executable, "-m", service.module, "--port", str(service.port)],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     (RUN / f"{service.name}.pid").write_text(f"{proc.pid}\n")

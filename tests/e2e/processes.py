@@ -18,11 +18,7 @@ import httpx
 from shared.devstack import free_port
 from tests.conftest import RUN_DIR, Stack
 
-MODULES = {
-    "ingest": "services.ingest.app",
-    "aggregate": "services.aggregate.app",
-    "query": "services.query.app",
-}
+MODULES = ("ingest", "aggregate", "query")
 
 
 @dataclass
@@ -48,8 +44,7 @@ class ServiceProcesses:
         log = RUN_DIR / f"{self.stack.events_topic}.{name}.log"
         self.logs[name] = log
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", f"{MODULES[name]}:create_app",
-             "--host", "127.0.0.1", "--port", str(self.ports[name]), "--no-access-log"],
+            [sys.executable, "-m", f"services.{name}", "--port", str(self.ports[name])],
             env=self.stack.env(), stdout=log.open("ab"), stderr=subprocess.STDOUT,
         )
         if wait:
@@ -76,7 +71,7 @@ class ServiceProcesses:
         proc.wait(timeout=10)
 
     def stop(self, name: str, timeout: float = 30) -> int:
-        """SIGTERM and wait: the graceful path; returns the exit code."""
+        """SIGTERM and wait: the graceful path; returns the exit code (0 for a clean stop)."""
         proc = self.procs[name]
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -95,7 +90,7 @@ class ServiceProcesses:
 
 
 @contextmanager
-def start_services(stack: Stack, names: tuple[str, ...] = tuple(MODULES)) -> Iterator[ServiceProcesses]:
+def start_services(stack: Stack, names: tuple[str, ...] = MODULES) -> Iterator[ServiceProcesses]:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     key = asyncio.run(stack.create_key())
     procs = ServiceProcesses(stack, key, {name: free_port() for name in MODULES})

@@ -185,6 +185,10 @@ def test_rollups_served_equal_the_truth(stack: Stack, services: ServiceProcesses
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
+    # Graceful shutdown: SIGTERM finishes what is in hand and every service reports success.
+    for name in ("ingest", "query", "aggregate"):
+        assert services.stop(name) == 0, services.tail(name)
+
 
 def _value(client: httpx.Client, unit: str, indicator: str, period: str) -> dict[str, Any]:
     response = client.get(f"/v1/units/{unit}/values",

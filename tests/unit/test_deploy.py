@@ -214,7 +214,7 @@ def test_each_service_gets_its_role_its_database_and_the_topic(
     settings_cls, port = SERVICES[service]
     pod = one(objs, "Deployment", f"d06-{service}")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"][:3] == ["uvicorn", "--factory", f"services.{service}.app:create_app"]
+    assert container["command"][:3] == ["python", "-m", f"services.{service}"]  # exits 0 on SIGTERM
     assert f"--port={port}" in container["command"]
     assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
     env = container_env(objs, container)
