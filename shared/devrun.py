@@ -19,11 +19,9 @@ import asyncpg
 import httpx
 
 from shared.auth import authenticate, create_key
-from shared.catalog import load_catalog, store_catalog
 from shared.db import make_engine, plain_url, transaction
 from shared.devstack import LocalBroker, LocalPostgres
-from shared.hierarchy import read_dataset, store_units
-from shared.migrate import upgrade
+from shared.migrate import load_reference_data, upgrade
 
 RUN = Path(".run")
 PG_PORT = int(os.environ.get("D06_DEV_PG_PORT", "54329"))
@@ -64,14 +62,6 @@ async def _ensure_database(server_url: str) -> str:
     return f"{base}/{DATABASE}"
 
 
-async def _load_reference_data(url: str) -> None:
-    engine = make_engine(url, pool_size=1, app="d06-run")
-    try:
-        async with transaction(engine) as conn:
-            await store_units(conn, read_dataset())
-            await store_catalog(conn, load_catalog())
-    finally:
-        await engine.dispose()
 
 
 async def _dev_key(url: str) -> str:
@@ -162,7 +152,7 @@ def run(reset: bool = False) -> int:
         step("database: applying migrations")
         upgrade(url)
         step("hierarchy: loading both editions (legacy 63/696/10,035 and 2025 34/3,321); catalogue")
-        asyncio.run(_load_reference_data(url))
+        asyncio.run(load_reference_data(url))
 
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
         if bootstrap:

@@ -1,4 +1,5 @@
-"""Run the alembic migrations programmatically (`d06 migrate`, `make migrate`, tests, `make run`)."""
+"""The schema and its reference data: alembic migrations run programmatically, then both hierarchy editions
+and the catalogue (`d06 migrate`, `make run`, the tests and the benchmark all start from here)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from shared.db import plain_url
+from shared.catalog import load_catalog, store_catalog
+from shared.db import make_engine, plain_url, transaction
+from shared.hierarchy import read_dataset, store_units
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -25,3 +28,14 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+async def load_reference_data(database_url: str) -> None:
+    """Both hierarchy editions and the catalogue, upserted: safe to run on every start."""
+    engine = make_engine(database_url, pool_size=1, app="d06-reference-data")
+    try:
+        async with transaction(engine) as conn:
+            await store_units(conn, read_dataset())
+            await store_catalog(conn, load_catalog())
+    finally:
+        await engine.dispose()

@@ -21,10 +21,10 @@ import asyncpg
 import pytest
 
 from shared.auth import create_key
-from shared.catalog import load_catalog, store_catalog
 from shared.db import make_engine, plain_url, transaction
 from shared.devstack import LocalBroker, LocalPostgres, free_port
-from shared.hierarchy import Hierarchy, read_dataset, store_units
+from shared.hierarchy import Hierarchy, read_dataset
+from shared.migrate import load_reference_data, upgrade
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,11 +144,9 @@ def infra() -> Iterator[Infra]:
 
 def build_template(infra: Infra) -> None:
     """The migrated schema with both hierarchy editions and the catalogue, copied by every test."""
-    from shared.migrate import upgrade
-
     _run(_prepare_template(infra.server_url))
     upgrade(infra.url_for(TEMPLATE))
-    _run(_load_reference_data(infra.url_for(TEMPLATE)))
+    _run(load_reference_data(infra.url_for(TEMPLATE)))
 
 
 async def _drop_template(server_url: str) -> None:
@@ -159,14 +157,6 @@ async def _drop_template(server_url: str) -> None:
         await conn.close()
 
 
-async def _load_reference_data(url: str) -> None:
-    engine = make_engine(url, pool_size=1)
-    try:
-        async with transaction(engine) as conn:
-            await store_units(conn, read_dataset())
-            await store_catalog(conn, load_catalog())
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.validation import ValidEvent
+from shared.events import AcceptedEvent
 
 _INSERT = text("""
 INSERT INTO outbox (event_id, content_hash, edition, unit, province, indicator, period, num, den, comment,
@@ -85,21 +84,7 @@ async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | N
     return result.first()
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    seq: int
-    event_id: str
-    edition: str
-    unit: str
-    province: str
-    indicator: str
-    period: str
-    num: Decimal | None
-    den: Decimal | None
-    accepted_at: datetime
-
-
-async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[OutboxRow]:
+async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[AcceptedEvent]:
     """The oldest unpublished rows, locked for this transaction; rows another relay holds are skipped."""
     rows = await conn.execute(
         text("""
@@ -108,7 +93,7 @@ async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[OutboxRow
         """),
         {"limit": limit},
     )
-    return [OutboxRow(*r) for r in rows]
+    return [AcceptedEvent(*r) for r in rows]  # the columns are the wire event's fields, in order
 
 
 async def mark_published(conn: AsyncConnection, seqs: Sequence[int]) -> None:

@@ -159,7 +159,7 @@ class Relay:
         finally:
             self._idle.set()
 
-    async def _produce(self, rows: list[outbox.OutboxRow]) -> list[tuple[int, int]]:
+    async def _produce(self, rows: list[AcceptedEvent]) -> list[tuple[int, int]]:
         """Send every row, then wait for every acknowledgement: (partition, offset) per row."""
         producer = self._producer
         if producer is None:
@@ -167,12 +167,7 @@ class Relay:
         topic = self.settings.events_topic
         futures: list[asyncio.Future[Any]] = []
         try:
-            for row in rows:
-                event = AcceptedEvent(
-                    seq=row.seq, event_id=row.event_id, edition=row.edition, unit=row.unit,
-                    province=row.province, indicator=row.indicator, period=row.period, num=row.num,
-                    den=row.den, accepted_at=row.accepted_at,
-                )
+            for event in rows:
                 futures.append(await producer.send(topic, value=event.to_bytes(), key=event.partition_key))
             acknowledged = await asyncio.gather(*futures)
         except BaseException:
