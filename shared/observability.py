@@ -10,7 +10,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -25,6 +25,9 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.pool import QueuePool
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -188,7 +191,35 @@ def health_router(registry: CollectorRegistry, checks: dict[str, Check]) -> APIR
     return router
 
 
+class PoolCollector(Collector):
+    """The database pool at scrape time, read from `app.state.engine` (set by each service's lifespan).
+
+    An exhausted pool is the first sign of a slow database: requests queue for a connection long before
+    any query is slow, so operators watch checked-out against the pool's capacity.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "d06_db_pool_connections", "Database connections of this process's pool, by state.", labels=["state"]
+        )
+        capacity = GaugeMetricFamily(
+            "d06_db_pool_capacity_connections", "Connections the pool may open (size plus overflow)."
+        )
+        engine = getattr(self.app.state, "engine", None)
+        pool = getattr(getattr(engine, "sync_engine", None), "pool", None)
+        if isinstance(pool, QueuePool):  # before the lifespan has built it: the families, without samples
+            connections.add_metric(["checked_out"], pool.checkedout())
+            connections.add_metric(["idle"], pool.checkedin())
+            capacity.add_metric([], pool.size() + max(pool._max_overflow, 0))  # no public getter for overflow
+        yield connections
+        yield capacity
+
+
 def install_observability(app: FastAPI, registry: CollectorRegistry, checks: dict[str, Check]) -> None:
+    registry.register(PoolCollector(app))
     app.add_middleware(ObservabilityMiddleware, metrics=HttpMetrics(registry))
     app.include_router(health_router(registry, checks))
 

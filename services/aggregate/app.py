@@ -52,7 +52,7 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
     running = _Running()
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not logging.getLogger().handlers:
             configure_logging(settings.log_level)
         # Few connections: one batch transaction at a time, plus readiness and refresh queries.
@@ -60,6 +60,7 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
             make_engine(settings.database_url, pool_size=min(settings.db_pool_size, 4), app="d06-aggregate"),
             settings.db_role,  # rollups, offsets and dead letters; nothing of ingest's (shared/dbroles.py)
         )
+        app.state.engine = engine  # for the pool metrics
         units = HierarchyCache(engine, load_catalog())
         aggregator = Aggregator(settings, engine, units, metrics)
         running.engine, running.units, running.aggregator = engine, units, aggregator

@@ -73,6 +73,7 @@ def _lifespan(
         engine = act_as(
             make_engine(settings.database_url, pool_size=settings.db_pool_size, app="d06-ingest"), settings.db_role
         )
+        app.state.engine = engine  # for the pool metrics
         runtime = Runtime(settings=settings, engine=engine, catalog=load_catalog(), metrics=metrics,
                           limiter=RateLimiter(settings.rate_limit, settings.rate_burst))
         if settings.relay_enabled:

@@ -104,6 +104,7 @@ def create_app(
             make_engine(settings.database_url, pool_size=settings.db_pool_size, read_only=True, app="d06-query"),
             settings.db_role,
         )
+        app.state.engine = engine  # for the pool metrics
         # Autocommit: a read is one statement, so no BEGIN/ROLLBACK round trips around it.
         reader: AsyncEngine = engine.execution_options(isolation_level="AUTOCOMMIT")
         state = QueryState(settings, reader, load_catalog(), metrics, clock or today_in_vietnam,

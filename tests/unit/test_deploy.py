@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -396,7 +397,9 @@ def exported() -> Exported:
         "counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum", "_created"),
         "summary": ("", "_count", "_sum", "_created"), "info": ("_info",), "unknown": ("",),
     }
-    registries = [importlib.import_module("shared.observability").new_registry()]
+    observability = importlib.import_module("shared.observability")
+    registries = [observability.new_registry()]
+    registries[0].register(observability.PoolCollector(FastAPI()))  # installed by install_observability
     for module_name in METRICS_MODULES:
         module = importlib.import_module(module_name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
