@@ -83,18 +83,25 @@ async def _dev_key(url: str) -> str:
     return key
 
 
-def _wait_ready(service: Service, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Until `url`/readyz answers 200; a process that exits or stays unready raises with its log's tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{service.name} exited with {proc.returncode}; see .run/{service.name}.log")
+            raise RuntimeError(f"{name} exited with {proc.returncode}; {log}:\n{log_tail(log)}")
         try:
-            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{service.name} not ready after {timeout:.0f}s; see .run/{service.name}.log")
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} not ready after {timeout:.0f}s; {log}:\n{log_tail(log)}")
+
+
+def log_tail(log: Path, lines: int = 30) -> str:
+    if not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -168,7 +175,7 @@ def run(reset: bool = False) -> int:
             step(f"{service.name}: starting on {service.url}")
             procs.append((service, _start(service, env)))
         for service, proc in procs:
-            _wait_ready(service, proc)
+            wait_ready(service.name, service.url, proc, RUN / f"{service.name}.log")
             print(f"    {service.name} ready")
 
         key = asyncio.run(_dev_key(url))

@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from shared.devrun import log_tail, wait_ready
 from shared.devstack import free_port
 from tests.conftest import RUN_DIR, Stack
 
@@ -51,18 +49,7 @@ class ServiceProcesses:
             self.wait_ready(name)
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-            try:
-                if httpx.get(f"{self.url(name)}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{name} not ready after {timeout}s:\n{self.tail(name)}")
+        wait_ready(name, self.url(name), self.procs[name], self.logs[name], timeout)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown hook runs, exactly like a crashed pod."""
@@ -84,9 +71,7 @@ class ServiceProcesses:
 
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.logs.get(name)
-        if path is None or not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "" if path is None else log_tail(path, lines)
 
 
 @contextmanager
