@@ -162,20 +162,20 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> bool:
     return result.first() is not None
 
 
+# Every request of every service runs this statement. As the driver's own SQL (which asyncpg still prepares
+# once per connection) it skips SQLAlchemy's compile-and-bind path: half the cost of a cached read.
+_KEY_ROW = """
+SELECT secret_hash, scope_edition, scope_code, roles, expires_at FROM api_keys
+WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+"""
+
+
 async def authenticate(conn: AsyncConnection, token: str, *, touch: bool) -> Principal | None:
     """The principal of a valid, unexpired, unrevoked key; None otherwise (never says which)."""
     key_id = key_id_of(token)
     if key_id is None:
         return None
-    row = (
-        await conn.execute(
-            text("""
-            SELECT secret_hash, scope_edition, scope_code, roles, expires_at FROM api_keys
-            WHERE id = :id AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-            """),
-            {"id": key_id},
-        )
-    ).first()
+    row = (await conn.exec_driver_sql(_KEY_ROW, (key_id,))).first()
     if row is None or not hmac.compare_digest(row.secret_hash, hash_key(token)):
         return None
     if touch:

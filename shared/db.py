@@ -6,9 +6,13 @@ is a set-based `unnest` or a `Select` that Postgres aggregates itself.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -25,19 +29,50 @@ def plain_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+# A connection that sat unused this long is pinged before it is handed out, as pool_pre_ping would do for
+# every one: a connection returned a moment ago is alive, and the ping is a round trip on every request.
+IDLE_PING_SECONDS = 1.0
+
+
 def make_engine(url: str, *, pool_size: int = 10, read_only: bool = False, app: str = "d06") -> AsyncEngine:
     server_settings = {"application_name": app}
+    options: dict[str, Any] = {}
     if read_only:
         # Belt and braces beside the SELECT-only role: the session itself refuses writes.
         server_settings["default_transaction_read_only"] = "on"
-    return create_async_engine(
+        # A read is one statement: no BEGIN/ROLLBACK around it, nor around the ping of a checkout.
+        options["isolation_level"] = "AUTOCOMMIT"
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No overflow: an overflow connection is closed when it comes back to a full pool, so a steady load
+        # above the pool size would open (and the server fork) a new connection for every request. Above
+        # the pool size, requests wait their turn for a connection instead.
+        max_overflow=0,
         pool_timeout=10,
         connect_args={"server_settings": server_settings, "timeout": 5, "command_timeout": 60},
+        **options,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """pool_pre_ping for connections idle for IDLE_PING_SECONDS: a dead one (the server restarted while it
+    sat in the pool) is replaced before anyone uses it; a busy pool pays no round trip for it."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _taken(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
+            try:
+                dbapi_connection.ping()
+            except Exception as exc:
+                raise DisconnectionError("the connection did not answer a ping") from exc  # the pool retries
 
 
 @asynccontextmanager

@@ -11,6 +11,11 @@ from decimal import Decimal
 
 import orjson
 
+#: The NOTIFY channel on which the aggregator announces, in the transaction of each batch that changed
+#: rollups, the province trees it changed (`edition/province`, comma-separated); the query service listens
+#: to know which answers it keeps in memory are stale.
+ROLLUPS_CHANGED = "d06_rollups_changed"
+
 
 @dataclass(frozen=True, slots=True)
 class AcceptedEvent:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
+from functools import cached_property
 
 
 class PeriodType(StrEnum):
@@ -57,7 +58,7 @@ class Period:
     end: date  # inclusive: the last day of the period
     type: PeriodType
 
-    @property
+    @cached_property  # validation reads it per event; parsed periods are shared (lru_cache)
     def code(self) -> str:
         y = self.start.year
         match self.type:

@@ -97,6 +97,11 @@ class QuerySettings(CommonSettings):
         False, validation_alias=env("QUERY_ANONYMOUS_READ")
     )
     cache_max_age: int = Field(5, validation_alias=env("QUERY_CACHE_MAX_AGE"))
+    # Answers kept in memory until the rollups they read change (services/query/caching.py); 0: none.
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0, validation_alias=env("QUERY_CACHE_MAX_BYTES"))
+    # How long an answer is kept when the service cannot hear of changes (LISTEN refused by a read replica,
+    # or its connection lost): what a reader may wait beyond the pipeline's own latency to see a new value.
+    cache_ttl: float = Field(0.25, ge=0, validation_alias=env("QUERY_CACHE_TTL_SECONDS"))
     db_role: DbRole = Field("d06_query", validation_alias=env("QUERY_DB_ROLE"))
     # Reads have no body: anything sizeable is refused before a route runs.
     max_body_bytes: int = Field(64 * 1024, validation_alias=env("QUERY_MAX_BODY_BYTES"))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.aggregate.rollup import Key, Row
 from services.aggregate.validation import DeadLetter
+from shared.events import ROLLUPS_CHANGED
 from shared.values import pair_or_none
 
 
@@ -71,22 +72,39 @@ async def current_epoch(conn: AsyncConnection, topic: str) -> int:
     return int(value or 0)
 
 
+# Keys and rows travel as one JSON document each, which PostgreSQL unpacks itself (json_to_recordset): one
+# parameter instead of an array per column, whose every element the driver would encode in Python.
+_LOAD = text("""
+SELECT r.edition, r.unit, r.indicator, r.period, r.rep_num, r.rep_den, r.rep_seq,
+       r.comp_num, r.comp_den, r.reporting, r.accepted_at
+FROM json_to_recordset(CAST(:keys AS json)) AS k(e text, u text, i text, p text)
+JOIN rollups r ON r.edition = k.e AND r.unit = k.u AND r.indicator = k.i AND r.period = k.p
+""")
+
+_UPSERT = text("""
+INSERT INTO rollups AS r (edition, unit, indicator, period, rep_num, rep_den, rep_seq,
+                          comp_num, comp_den, reporting, accepted_at, updated_at)
+SELECT e, u, i, p, rn, rd, rs, cn, cd, rp, at, now()
+FROM json_to_recordset(CAST(:rows AS json))
+     AS t(e text, u text, i text, p text, rn numeric, rd numeric, rs bigint, cn numeric, cd numeric,
+          rp integer, at timestamptz)
+ON CONFLICT (edition, unit, indicator, period) DO UPDATE SET
+    rep_num = excluded.rep_num, rep_den = excluded.rep_den, rep_seq = excluded.rep_seq,
+    comp_num = excluded.comp_num, comp_den = excluded.comp_den, reporting = excluded.reporting,
+    accepted_at = excluded.accepted_at, updated_at = excluded.updated_at
+""")
+
+
+def _document(items: list[dict[str, object]]) -> str:
+    return orjson.dumps(items, default=str).decode()  # default: Decimal as its exact text
+
+
 async def load_rows(conn: AsyncConnection, keys: Collection[Key]) -> dict[Key, Row]:
     """The stored rows among `keys`, in one statement (absent keys simply do not come back)."""
     if not keys:
         return {}
-    editions, units, indicators, periods = (list(column) for column in zip(*keys, strict=True))
-    result = await conn.execute(
-        text("""
-        SELECT r.edition, r.unit, r.indicator, r.period, r.rep_num, r.rep_den, r.rep_seq,
-               r.comp_num, r.comp_den, r.reporting, r.accepted_at
-        FROM unnest(CAST(:e AS text[]), CAST(:u AS text[]), CAST(:i AS text[]), CAST(:p AS text[]))
-             AS k(edition, unit, indicator, period)
-        JOIN rollups r ON r.edition = k.edition AND r.unit = k.unit
-                      AND r.indicator = k.indicator AND r.period = k.period
-        """),
-        {"e": editions, "u": units, "i": indicators, "p": periods},
-    )
+    document = _document([{"e": e, "u": u, "i": i, "p": p} for e, u, i, p in keys])
+    result = await conn.execute(_LOAD, {"keys": document})
     return {
         (r[0], r[1], r[2], r[3]): Row(
             reported=pair_or_none(r[4], r[5]),
@@ -103,50 +121,29 @@ async def upsert_rows(conn: AsyncConnection, rows: dict[Key, Row], keys: Collect
     """Write the rows of `keys` with one INSERT … ON CONFLICT; returns how many."""
     if not keys:
         return 0
-    e: list[str] = []
-    u: list[str] = []
-    i: list[str] = []
-    p: list[str] = []
-    rep_num: list[object] = []
-    rep_den: list[object] = []
-    rep_seq: list[int | None] = []
-    comp_num: list[object] = []
-    comp_den: list[object] = []
-    reporting: list[int] = []
-    accepted_at: list[datetime | None] = []
+    items: list[dict[str, object]] = []
     for key in keys:
         row = rows[key]
-        e.append(key[0])
-        u.append(key[1])
-        i.append(key[2])
-        p.append(key[3])
-        rep_num.append(None if row.reported is None else row.reported.num)
-        rep_den.append(None if row.reported is None else row.reported.den)
-        rep_seq.append(row.rep_seq)
-        comp_num.append(None if row.computed is None else row.computed.num)
-        comp_den.append(None if row.computed is None else row.computed.den)
-        reporting.append(row.reporting)
-        accepted_at.append(row.accepted_at)
-    await conn.execute(
-        text("""
-        INSERT INTO rollups AS r (edition, unit, indicator, period, rep_num, rep_den, rep_seq,
-                                  comp_num, comp_den, reporting, accepted_at, updated_at)
-        SELECT e, u, i, p, rn, rd, rs, cn, cd, rp, at, now()
-        FROM unnest(CAST(:e AS text[]), CAST(:u AS text[]), CAST(:i AS text[]), CAST(:p AS text[]),
-                    CAST(:rn AS numeric[]), CAST(:rd AS numeric[]), CAST(:rs AS bigint[]),
-                    CAST(:cn AS numeric[]), CAST(:cd AS numeric[]), CAST(:rp AS integer[]),
-                    CAST(:at AS timestamptz[])) AS t(e, u, i, p, rn, rd, rs, cn, cd, rp, at)
-        ON CONFLICT (edition, unit, indicator, period) DO UPDATE SET
-            rep_num = excluded.rep_num, rep_den = excluded.rep_den, rep_seq = excluded.rep_seq,
-            comp_num = excluded.comp_num, comp_den = excluded.comp_den, reporting = excluded.reporting,
-            accepted_at = excluded.accepted_at, updated_at = excluded.updated_at
-        """),
-        {
-            "e": e, "u": u, "i": i, "p": p, "rn": rep_num, "rd": rep_den, "rs": rep_seq,
-            "cn": comp_num, "cd": comp_den, "rp": reporting, "at": accepted_at,
-        },
-    )
-    return len(e)
+        reported, computed = row.reported, row.computed
+        items.append({
+            "e": key[0], "u": key[1], "i": key[2], "p": key[3],
+            "rn": None if reported is None else reported.num, "rd": None if reported is None else reported.den,
+            "rs": row.rep_seq,
+            "cn": None if computed is None else computed.num, "cd": None if computed is None else computed.den,
+            "rp": row.reporting, "at": row.accepted_at,
+        })
+    await conn.execute(_UPSERT, {"rows": _document(items)})
+    return len(items)
+
+
+async def announce(conn: AsyncConnection, trees: Collection[str]) -> None:
+    """Tell listeners (the query service's answer caches) which province trees this transaction changed.
+
+    A NOTIFY is delivered at COMMIT and dropped by ROLLBACK: listeners hear of exactly what was committed.
+    """
+    if trees:
+        await conn.execute(text("SELECT pg_notify(:channel, :trees)"),
+                           {"channel": ROLLUPS_CHANGED, "trees": ",".join(sorted(trees))})
 
 
 async def store_offsets(

@@ -2,7 +2,7 @@
 
 This is the unit of work of DESIGN §1: a crash anywhere before COMMIT leaves no trace, a crash after it
 leaves offsets that say exactly what was applied, so a redelivery never counts twice. The arithmetic is
-rollup.py's, in memory; the database sees at most six statements whatever the batch size.
+rollup.py's, in memory; the database sees at most seven statements whatever the batch size.
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ async def apply_messages(
             rows = await repo.load_rows(conn, keys_to_load(events, tree))
             result.outcome = apply_batch(events, rows, tree.parent_of, tree.rolls_up)
             result.rows_written = await repo.upsert_rows(conn, rows, result.outcome.changed)
+            await repo.announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.outcome.applied})
         if result.dead:
             stored_now = await repo.insert_dead_letters(conn, result.dead)
             result.new_dead = [dl for dl in result.dead if dl.seq is None or dl.seq in stored_now]

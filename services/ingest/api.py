@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 import orjson
@@ -151,13 +152,13 @@ async def submit_events(
 
 
 def _count(runtime: Runtime, outcome: Submission) -> None:
-    metrics = runtime.metrics
-    for event in outcome.stored:
-        metrics.accepted.labels(event.group).inc()
-    for event in outcome.duplicates:
-        metrics.duplicates.labels(event.group).inc()
-    for rejection in outcome.rejected:
-        metrics.rejected.labels(rejection.group, rejection.reason.value).inc()
+    metrics = runtime.metrics  # one increment per label set, not per event: a batch is mostly one group
+    for group, n in Counter(event.group for event in outcome.stored).items():
+        metrics.accepted.labels(group).inc(n)
+    for group, n in Counter(event.group for event in outcome.duplicates).items():
+        metrics.duplicates.labels(group).inc(n)
+    for (group, reason), n in Counter((r.group, r.reason.value) for r in outcome.rejected).items():
+        metrics.rejected.labels(group, reason).inc(n)
 
 
 def _count_refused(runtime: Runtime, validation: BatchValidation, refused: Refused) -> None:

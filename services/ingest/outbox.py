@@ -1,7 +1,7 @@
 """The outbox and the relay's bookkeeping, in SQL: every statement the ingest service runs.
 
 Functions take an open `AsyncConnection` and never commit: the request handler or the relay batch
-decides the transaction. Hot paths are one set-based statement each (`unnest`, `= ANY`).
+decides the transaction. Hot paths are one set-based statement each (`json_to_recordset`, `= ANY`).
 """
 
 from __future__ import annotations
@@ -10,26 +10,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.validation import ValidEvent
 from shared.events import AcceptedEvent
 
+# The batch travels as one JSON document (the ValidEvents as orjson writes dataclasses, figures as strings)
+# that PostgreSQL unpacks itself: one parameter instead of ten arrays whose every element the driver would
+# encode in Python, and one row of two arrays back instead of a row per event.
 _INSERT = text("""
-INSERT INTO outbox (event_id, content_hash, edition, unit, province, indicator, period, num, den, comment,
-                    key_id, client_addr)
-SELECT t.event_id, t.content_hash, t.edition, t.unit, t.province, t.indicator, t.period, t.num, t.den,
-       t.comment, CAST(:key_id AS text), CAST(:client_addr AS text)
-FROM unnest(CAST(:event_id AS text[]), CAST(:content_hash AS text[]), CAST(:edition AS text[]),
-            CAST(:unit AS text[]), CAST(:province AS text[]), CAST(:indicator AS text[]),
-            CAST(:period AS text[]), CAST(:num AS numeric[]), CAST(:den AS numeric[]),
-            CAST(:comment AS text[]))
-     WITH ORDINALITY AS t(event_id, content_hash, edition, unit, province, indicator, period, num, den,
-                          comment, ord)
-ORDER BY t.ord  -- seqs follow the batch order: a later event in the batch wins over an earlier one
-ON CONFLICT (event_id) DO NOTHING
-RETURNING seq, event_id
+WITH inserted AS (
+    INSERT INTO outbox (event_id, content_hash, edition, unit, province, indicator, period, num, den, comment,
+                        key_id, client_addr)
+    SELECT t.event_id, t.content_hash, t.edition, t.unit, t.province, t.indicator, t.period, t.num, t.den,
+           t.comment, CAST(:key_id AS text), CAST(:client_addr AS text)
+    FROM json_to_recordset(CAST(:events AS json))
+         AS t("index" integer, event_id text, content_hash text, edition text, unit text, province text,
+              indicator text, period text, num numeric, den numeric, comment text)
+    ORDER BY t."index"  -- seqs follow the batch order: a later event in the batch wins over an earlier one
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING seq, event_id
+)
+SELECT coalesce(array_agg(event_id), '{}') AS event_ids, coalesce(array_agg(seq), '{}') AS seqs FROM inserted
 """)
 
 
@@ -39,21 +43,9 @@ async def insert_events(
     """Insert the events whose event_id is new; {event_id: seq} of those inserted."""
     if not events:
         return {}
-    rows = await conn.execute(_INSERT, {
-        "key_id": key_id,
-        "client_addr": client_addr,
-        "event_id": [e.event_id for e in events],
-        "content_hash": [e.content_hash for e in events],
-        "edition": [e.edition for e in events],
-        "unit": [e.unit for e in events],
-        "province": [e.province for e in events],
-        "indicator": [e.indicator for e in events],
-        "period": [e.period for e in events],
-        "num": [e.num for e in events],
-        "den": [e.den for e in events],
-        "comment": [e.comment for e in events],
-    })
-    return {r.event_id: r.seq for r in rows}
+    document = orjson.dumps(events, default=str).decode()  # default: Decimal figures as exact strings
+    row = (await conn.execute(_INSERT, {"key_id": key_id, "client_addr": client_addr, "events": document})).one()
+    return dict(zip(row.event_ids, row.seqs, strict=True))
 
 
 async def stored_hashes(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -160,21 +161,40 @@ class Relay:
             self._idle.set()
 
     async def _produce(self, rows: list[AcceptedEvent]) -> list[tuple[int, int]]:
-        """Send every row, then wait for every acknowledgement: (partition, offset) per row."""
+        """Send every row, then wait for every acknowledgement: (partition, offset) per row.
+
+        Rows go out as one record batch per partition (more when one fills up), in seq order within each:
+        a send per row costs ten times as much CPU, spent mostly on one future per row. Keys go to the
+        partitions aiokafka's default partitioner would choose (murmur2 of the key), as before.
+        """
         producer = self._producer
         if producer is None:
             raise KafkaError("no producer")
         topic = self.settings.events_topic
-        futures: list[asyncio.Future[Any]] = []
+        partitions = sorted(await bounded(producer.partitions_for(topic)))
+        by_partition: dict[int, list[AcceptedEvent]] = {}
+        for event in rows:
+            partition = DefaultPartitioner()(event.partition_key, partitions, partitions)
+            by_partition.setdefault(partition, []).append(event)
+        sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # (partition, records, acknowledgement)
         try:
-            for event in rows:
-                futures.append(await producer.send(topic, value=event.to_bytes(), key=event.partition_key))
-            acknowledged = await asyncio.gather(*futures)
+            for partition, events in by_partition.items():
+                batch, records = producer.create_batch(), 0
+                for event in events:
+                    value, key = event.to_bytes(), event.partition_key
+                    if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start one
+                        sent.append((partition, records, await producer.send_batch(batch, topic, partition=partition)))
+                        batch, records = producer.create_batch(), 0
+                        batch.append(key=key, value=value, timestamp=None)
+                    records += 1
+                sent.append((partition, records, await producer.send_batch(batch, topic, partition=partition)))
+            acknowledged = await asyncio.gather(*(future for _, _, future in sent))
         except BaseException:
-            for future in futures:  # nobody will read them: no "exception never retrieved" noise
+            for _, _, future in sent:  # nobody will read them: no "exception never retrieved" noise
                 future.cancel()
             raise
-        return [(int(m.partition), int(m.offset)) for m in acknowledged]
+        return [(partition, int(meta.offset) + i)
+                for (partition, records, _), meta in zip(sent, acknowledged, strict=True) for i in range(records)]
 
     async def _check_log(self) -> None:
         """Create missing topics, and look for signs that the broker lost what we produced."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -11,12 +12,13 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from services.query import schemas, service
-from services.query.caching import cached_json
+from services.query.caching import AnswerCache, respond, tree_of
 from services.query.deps import (
     AppState,
     CodePath,
-    Conn,
     EditionParam,
+    Lazy,
+    QueryState,
     Reader,
     Tree,
     ValidIndicator,
@@ -31,6 +33,7 @@ from services.query.metrics import Endpoint
 from services.query.pagination import bad_cursor, decode_cursor
 from services.query.periods import MAX_SERIES_POINTS, default_series_end, default_series_start, series_periods
 from services.query.repository import UnitFilter
+from shared.auth import Principal
 from shared.catalog import Indicator as CatalogIndicator
 from shared.errors import (
     Forbidden,
@@ -56,10 +59,29 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")]
 
 
-def _answer(request: Request, state: AppState, endpoint: Endpoint, model: BaseModel) -> Response:
-    return cached_json(
-        request, model, max_age=state.settings.cache_max_age, metrics=state.metrics, endpoint=endpoint
-    )
+async def _answer(
+    request: Request, state: QueryState, reader: Principal, endpoint: Endpoint, about: Unit | None,
+    build: Callable[[], Awaitable[BaseModel]],
+) -> Response:
+    """The answer kept in memory while the rollups it read are unchanged (caching.py); else built and kept.
+
+    `about` is the unit whose rollups the answer reads (None: it reads only the hierarchy).
+    """
+    stamp = state.versions.stamp(tree_of(about))  # taken before reading: a change announced meanwhile
+    key = AnswerCache.key(request.scope, reader, state.clock())
+    answer = state.cache.get(key)
+    state.metrics.cache.labels(endpoint, "hit" if answer else "miss").inc()
+    if answer is None:
+        body = (await build()).model_dump_json().encode()
+        answer = state.cache.put(key, request, endpoint, about, stamp, body)
+    return respond(request, answer, max_age=state.settings.cache_max_age, metrics=state.metrics)
+
+
+def _ready(model: BaseModel) -> Callable[[], Awaitable[BaseModel]]:
+    async def build() -> BaseModel:
+        return model
+
+    return build
 
 
 @router.get(
@@ -67,17 +89,19 @@ def _answer(request: Request, state: AppState, endpoint: Endpoint, model: BaseMo
     responses=responses(Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable),
     description="Every indicator in use (retired codes are left out), with how it rolls up.",
 )
-async def indicators(request: Request, state: AppState, _reader: Reader) -> Response:
-    items = [
-        schemas.Indicator(
-            code=i.code, name_vi=i.name_vi, name_en=i.name_en, group=i.group.value, unit=i.unit,
-            measure=i.measure.value, components=i.components, period_type=i.period_type.value,
-            rollup=i.rollup, target=i.target, description_en=i.description_en,
-        )
-        for i in state.catalog
-        if not i.retired
-    ]
-    return _answer(request, state, "indicators", schemas.IndicatorList(items=items))
+async def indicators(request: Request, state: AppState, reader: Reader) -> Response:
+    async def build() -> BaseModel:
+        return schemas.IndicatorList(items=[
+            schemas.Indicator(
+                code=i.code, name_vi=i.name_vi, name_en=i.name_en, group=i.group.value, unit=i.unit,
+                measure=i.measure.value, components=i.components, period_type=i.period_type.value,
+                rollup=i.rollup, target=i.target, description_en=i.description_en,
+            )
+            for i in state.catalog
+            if not i.retired
+        ])
+
+    return await _answer(request, state, reader, "indicators", None, build)
 
 
 @router.get(
@@ -89,7 +113,7 @@ async def indicators(request: Request, state: AppState, _reader: Reader) -> Resp
 async def units(
     request: Request,
     state: AppState,
-    conn: Conn,
+    lazy: Lazy,
     tree: Tree,
     reader: Reader,
     edition: Annotated[Edition, Query(description="Hierarchy edition.")] = Edition.E2025,
@@ -124,16 +148,21 @@ async def units(
         scope_code=reader.scope_code, after=after, limit=limit,
     )
     if reader.scope_edition not in (None, edition.value):  # a key of the other edition sees none of these
-        return _answer(request, state, "units", schemas.UnitPage(edition=edition.value, items=[], next_cursor=None))
-    return _answer(request, state, "units", await service.list_units(conn, state, f))
+        empty = schemas.UnitPage(edition=edition.value, items=[], next_cursor=None)
+        return await _answer(request, state, reader, "units", None, _ready(empty))
+
+    async def build() -> BaseModel:
+        return await service.list_units(await lazy.get(), state, f)
+
+    return await _answer(request, state, reader, "units", None, build)
 
 
 @router.get(
     "/units/{code}", summary="One unit, its ancestors and its number of children",
     response_model=schemas.UnitDetail, responses=responses(*_UNIT_ERRORS),
 )
-async def unit(request: Request, state: AppState, tree: Tree, found: ValidUnit) -> Response:
-    return _answer(request, state, "unit", service.unit_detail(tree, found))
+async def unit(request: Request, state: AppState, tree: Tree, reader: Reader, found: ValidUnit) -> Response:
+    return await _answer(request, state, reader, "unit", None, _ready(service.unit_detail(tree, found)))
 
 
 IndicatorFilter = Annotated[
@@ -152,12 +181,15 @@ IndicatorFilter = Annotated[
     "are left out.",
 )
 async def unit_values(
-    request: Request, state: AppState, conn: Conn, tree: Tree, at: ValidUnitAtPeriod,
+    request: Request, state: AppState, lazy: Lazy, tree: Tree, reader: Reader, at: ValidUnitAtPeriod,
     indicator: IndicatorFilter = None,
 ) -> Response:
     chosen = catalog_indicator(state, indicator) if indicator is not None else None
-    body = await service.unit_values(conn, state, tree, at.unit, at.period, chosen, state.clock())
-    return _answer(request, state, "values", body)
+
+    async def build() -> BaseModel:
+        return await service.unit_values(await lazy.get(), state, tree, at.unit, at.period, chosen, state.clock())
+
+    return await _answer(request, state, reader, "values", at.unit, build)
 
 
 @router.get(
@@ -167,16 +199,18 @@ async def unit_values(
     "`-value` (largest first), `value`, `code` or `name`; page with `next_cursor`.",
 )
 async def children_values(
-    request: Request, state: AppState, conn: Conn, tree: Tree, reader: Reader, at: ValidUnitAtPeriod,
+    request: Request, state: AppState, lazy: Lazy, tree: Tree, reader: Reader, at: ValidUnitAtPeriod,
     indicator: ValidIndicator,
     sort: Annotated[schemas.Sort, Query(description="Order of the children.")] = "-value",
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Response:
-    body = await service.children_values(
-        conn, state, tree, reader, at.unit, at.period, indicator, sort, limit, cursor, state.clock()
-    )
-    return _answer(request, state, "children", body)
+    async def build() -> BaseModel:
+        return await service.children_values(
+            await lazy.get(), state, tree, reader, at.unit, at.period, indicator, sort, limit, cursor, state.clock()
+        )
+
+    return await _answer(request, state, reader, "children", at.unit, build)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +259,12 @@ async def series_request(
     f"points. The nation (`{NATION}`) is summed from its provinces.",
 )
 async def unit_series(
-    request: Request, state: AppState, conn: Conn, tree: Tree,
+    request: Request, state: AppState, lazy: Lazy, tree: Tree, reader: Reader,
     req: Annotated[SeriesRequest, Depends(series_request)],
 ) -> Response:
-    body = await service.series(
-        conn, state, tree, req.unit, req.indicator, req.periods, req.first, req.last, state.clock()
-    )
-    return _answer(request, state, "series", body)
+    async def build() -> BaseModel:
+        return await service.series(
+            await lazy.get(), state, tree, req.unit, req.indicator, req.periods, req.first, req.last, state.clock()
+        )
+
+    return await _answer(request, state, reader, "series", req.unit, build)

@@ -1,5 +1,6 @@
 """The query service: `create_app(settings)`; the lifespan owns the read-only engine, the catalogue,
-the in-memory hierarchy (kept fresh by a background task) and the metrics.
+the in-memory hierarchy (kept fresh by a background task), the answers kept in memory (with the task that
+follows the aggregator's announcements of what changed) and the metrics.
 
 Run with `uvicorn --factory services.query.app:create_app --port 8003`.
 """
@@ -13,13 +14,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.query.api import router
 from services.query.deps import QueryState
+from services.query.fastpath import CachedAnswers
 from services.query.metrics import QueryMetrics
 from shared.catalog import load_catalog
 from shared.db import make_engine
@@ -27,6 +29,7 @@ from shared.dbroles import act_as
 from shared.errors import (
     install_error_handlers,
 )
+from shared.events import ROLLUPS_CHANGED
 from shared.hierarchy import fetch_hierarchy
 from shared.limits import BodyLimitMiddleware, RateLimiter
 from shared.observability import configure_logging, install_observability, new_registry
@@ -38,6 +41,7 @@ log = logging.getLogger("d06.query")
 
 REFRESH_SECONDS = 60.0
 RETRY_FIRST, RETRY_MAX = 0.25, 15.0
+HEARTBEAT_SECONDS = 10.0  # how soon a silently dead listening connection is noticed
 
 # Cheap change detection: the server hashes the table (a few ms) and the 16,000 units are only
 # rebuilt in Python, blocking the event loop for a moment, when something actually changed.
@@ -61,6 +65,7 @@ async def refresh_hierarchy_once(state: QueryState, fingerprint: tuple[int, int]
             raise LookupError("the units table is empty: run `d06 hierarchy load`")
         tree = await fetch_hierarchy(conn)
     state.hierarchy = tree
+    state.cache.clear()  # answers name units: none computed from the old tree is served again
     # The tree is ~100,000 long-lived objects: frozen out of the cyclic GC's sight, a full collection no
     # longer walks them in the middle of a request (refcounting still frees a replaced tree). Collect
     # first so no garbage is frozen with it; this runs at start-up and when the units change, not per request.
@@ -88,6 +93,49 @@ async def keep_hierarchy_fresh(state: QueryState, every: float = REFRESH_SECONDS
         await asyncio.sleep(wait)
 
 
+async def follow_rollup_changes(state: QueryState, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    """Keep `state.versions` in step with the aggregator's commits: LISTEN to their announcements.
+
+    Answers are served from memory only while listening. Announcements made while not listening are lost,
+    so every (re)connection starts a new epoch in which nothing kept before counts.
+    """
+    delay = RETRY_FIRST
+    while True:
+        try:
+            async with state.engine.connect() as conn:
+                try:
+                    await _listen(state, (await conn.get_raw_connection()).driver_connection, heartbeat)
+                finally:
+                    state.versions.stop()
+                    await conn.invalidate()  # never back into the pool: it is dead, or may be mid-query
+            log.warning("the connection following rollup changes was lost; reconnecting")
+            delay = RETRY_FIRST
+        except Exception as exc:  # noqa: BLE001 - any failure is retried; the reason is logged
+            log.warning("not following rollup changes (%s: %s); answers are read from the database, "
+                        "retrying in %.2fs", type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+
+async def _listen(state: QueryState, raw: Any, heartbeat: float) -> None:
+    """Until the asyncpg connection `raw` is closed: its announcements move `state.versions`."""
+    lost = asyncio.Event()
+
+    def announced(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        state.versions.changed(payload.split(","))
+
+    await raw.add_listener(ROLLUPS_CHANGED, announced)
+    raw.add_termination_listener(lambda _conn: lost.set())
+    state.cache.clear()
+    state.versions.start()
+    log.info("following rollup changes: answers are kept in memory until what they read changes")
+    while not lost.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lost.wait(), heartbeat)
+        if not lost.is_set():  # a connection can also die without a word
+            await asyncio.wait_for(raw.fetchval("SELECT 1"), 5)
+
+
 def create_app(
     settings: QuerySettings | None = None, *, clock: Callable[[], date] | None = None
 ) -> FastAPI:
@@ -105,18 +153,18 @@ def create_app(
             settings.db_role,
         )
         app.state.engine = engine  # for the pool metrics
-        # Autocommit: a read is one statement, so no BEGIN/ROLLBACK round trips around it.
-        reader: AsyncEngine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        state = QueryState(settings, reader, load_catalog(), metrics, clock or today_in_vietnam,
+        state = QueryState(settings, engine, load_catalog(), metrics, clock or today_in_vietnam,
                            RateLimiter(settings.rate_limit, settings.rate_burst))
         app.state.query = state
-        refresher = asyncio.create_task(keep_hierarchy_fresh(state), name="d06-query-hierarchy")
+        tasks = [asyncio.create_task(keep_hierarchy_fresh(state), name="d06-query-hierarchy")]
+        if settings.cache_max_bytes:
+            tasks.append(asyncio.create_task(follow_rollup_changes(state), name="d06-query-changes"))
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await engine.dispose()
 
     app = FastAPI(
@@ -137,6 +185,7 @@ def create_app(
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)  # inside observability: has an id
+    app.add_middleware(CachedAnswers, state=lambda: getattr(app.state, "query", None))  # counted, with an id
     install_observability(app, registry, {"database": database_ready, "hierarchy": hierarchy_ready})
     app.include_router(router)
     return app

@@ -11,7 +11,7 @@ cannot even learn which codes exist elsewhere.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, cast
 
@@ -19,7 +19,10 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
+from services.query.caching import AnswerCache, Versions
 from services.query.metrics import QueryMetrics
 from shared.auth import ANONYMOUS, Principal, Role, authenticate, bearer_token
 from shared.catalog import Catalog
@@ -50,6 +53,11 @@ class QueryState:
     clock: Callable[[], date]
     limiter: RateLimiter
     hierarchy: Hierarchy | None = None
+    versions: Versions = field(default_factory=Versions)
+    cache: AnswerCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = AnswerCache(self.versions, max_bytes=self.settings.cache_max_bytes, ttl=self.settings.cache_ttl)
 
 
 async def get_state(request: Request) -> QueryState:
@@ -112,16 +120,17 @@ Tree = Annotated[Hierarchy, Depends(get_hierarchy)]
 _bearer = HTTPBearer(auto_error=False, description="An API key with the `read` role.")
 
 
-async def get_principal(
-    request: Request,
-    state: AppState,
-    lazy: Lazy,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    header = request.headers.get("authorization")
+#: Where CachedAnswers (caching.py) leaves the principal it already resolved for a request it passed on.
+RESOLVED = "principal"
+
+
+async def principal_of(state: QueryState, scope: Scope, lazy: LazyConnection) -> Principal:
+    """The caller of the request `scope`, charged one token of its rate limit; a Problem otherwise."""
+    header = Headers(scope=scope).get("authorization")
     if header is None and state.settings.anonymous_read:
         # A public portal's readers have no key: each client address gets the bucket a key would.
-        _charge(state, f"addr:{request.client.host if request.client else '-'}")
+        client = scope.get("client")
+        _charge(state, f"addr:{client[0] if client else '-'}")
         return ANONYMOUS
     # A key sent to a public deployment is still checked: a typo should not silently widen the view.
     token = bearer_token(header)
@@ -132,11 +141,21 @@ async def get_principal(
     principal = await authenticate(await lazy.get(), token, touch=False)
     if principal is None:
         raise Unauthorized("the API key is unknown, revoked or expired")
-    request.state.key_id = principal.key_id  # for the log line of an error, never the key itself
+    scope.setdefault("state", {})["key_id"] = principal.key_id  # for the log line of an error, never the key
     if not principal.has(Role.READ):
         raise Forbidden("the API key does not have the `read` role")
     _charge(state, f"key:{principal.key_id}")
     return principal
+
+
+async def get_principal(
+    request: Request,
+    state: AppState,
+    lazy: Lazy,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    resolved: Principal | None = request.scope.get("state", {}).get(RESOLVED)
+    return resolved if resolved is not None else await principal_of(state, request.scope, lazy)
 
 
 def _charge(state: QueryState, bucket: str) -> None:

@@ -38,6 +38,13 @@ class QueryMetrics:
             "Attempts to refresh the in-memory unit hierarchy, by outcome (loaded, unchanged, failed).",
             ["outcome"], registry=registry,
         )
+        # Answers served from memory (caching.py): a falling hit ratio under a steady read load means
+        # the rollups change often, or the service lost its LISTEN connection (see the log).
+        self.cache = Counter(
+            "d06_query_cache_lookups_total",
+            "Answers looked up in memory before reading PostgreSQL, by endpoint and result (hit, miss).",
+            ["endpoint", "result"], registry=registry,
+        )
         self.hierarchy_units = Gauge(
             "d06_query_hierarchy_units", "Units in the in-memory hierarchy (0 until it is loaded).",
             registry=registry,

@@ -1,0 +1,102 @@
+"""`make bench` (`python -m bench`): d06 measured as a ministry would before a national rollout.
+
+Sets up its own PostgreSQL, broker, schema, hierarchy (the whole legacy edition) and catalogue, starts the
+three services as processes and runs the six scenarios of docs/performance.md, in the order that lets
+each one see only its own traffic: the aggregate scenario needs a topic nobody consumed yet, and the
+ingest scenario runs last, with the aggregator stopped, so its million events are nobody's backlog.
+Prints the table (scenario | figure | target | measured) and writes bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import uvloop
+
+from bench import aggregate, freshness, ingest, national, query
+from bench.config import FULL, SMOKE, Sizes
+from bench.report import Figure, Run, table
+from bench.stack import SERVICES, BenchStack, note, step
+from bench.workload import Legacy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark works, measures nothing")
+    parser.add_argument("--run-dir", type=Path, default=ROOT / ".run" / "bench",
+                        help="data directory and logs (default .run/bench)")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--database-url", help="use this (migrated or empty) database instead of our own server")
+    parser.add_argument("--kafka-bootstrap", help="use this broker instead of our own")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    parser.add_argument("--profile", action="append", choices=SERVICES, default=[],
+                        help="record this service with py-spy (collapsed stacks in the run directory)")
+    return parser.parse_args(argv)
+
+
+async def scenarios(stack: BenchStack, sizes: Sizes, run: Run, install: bool) -> None:
+    legacy = Legacy.load()
+    for name in ("ingest", "query"):
+        step(f"{name}: starting on 127.0.0.1:{stack.ports[name]}")
+        stack.start(name)
+    for name in ("ingest", "query"):
+        stack.wait_ready(name)
+
+    async def measure(key: str, coroutine: object) -> None:
+        figures, details = await coroutine  # type: ignore[misc]
+        run.add(*figures)
+        run.details[key] = details
+
+    await measure("aggregate", aggregate.scenario(stack, sizes, legacy))
+    await measure("freshness", freshness.scenario(stack, sizes, legacy))
+    await measure("query", query.scenario(stack, sizes, legacy, install=install))
+    await measure("national", national.scenario(stack, sizes))
+    step("aggregate: stopping it for the ingest scenario")
+    stack.stop("aggregate")
+    await measure("ingest", ingest.scenario(stack, sizes, legacy))
+    step("[scenario 6] peak memory (VmHWM) of each service")
+    memory = {}
+    for name in SERVICES:
+        kib = stack.sample_memory(name)
+        memory[name] = kib
+        run.add(Figure("6 memory", f"{name}: peak resident memory", kib / 1024 if kib else None, "MiB"))
+    note(", ".join(f"{name} {kib / 1024:,.0f} MiB" for name, kib in memory.items()))
+    run.details["memory_kib"] = memory
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    run = Run(profile=sizes.name)
+    stack = BenchStack(args.run_dir, run_id=secrets.token_hex(3), database_url=args.database_url,
+                       kafka_bootstrap=args.kafka_bootstrap, profile=set(args.profile))
+    started = time.monotonic()
+    failed = False
+    try:
+        stack.start_infrastructure()
+        uvloop.run(scenarios(stack, sizes, run, install=not args.no_install))
+    except Exception:  # noqa: BLE001 - report what was measured, then fail
+        traceback.print_exc()
+        failed = run.failed = True
+    finally:
+        step("stopping the services and the servers")
+        stack.close()
+    # The ingest scenario ran last; show the table in scenario order.
+    run.figures.sort(key=lambda f: f.scenario[0])
+    print()
+    print(table(run.figures))
+    path = run.write(args.results_dir)
+    print(f"\n{'FAILED after' if failed else 'done in'} {time.monotonic() - started:,.0f} s; results in "
+          f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}; logs in {args.run_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
