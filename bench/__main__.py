@@ -20,7 +20,7 @@ import uvloop
 
 from bench import aggregate, freshness, ingest, national, query
 from bench.config import FULL, SMOKE, Sizes
-from bench.report import Figure, Run, table
+from bench.report import Figure, Run, speed_probe, table
 from bench.stack import SERVICES, BenchStack, note, step
 from bench.workload import Legacy
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                        kafka_bootstrap=args.kafka_bootstrap, profile=set(args.profile))
     started = time.monotonic()
     failed = False
+    probes = [speed_probe()]
     try:
         stack.start_infrastructure()
         uvloop.run(scenarios(stack, sizes, run, install=not args.no_install))
@@ -88,10 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         step("stopping the services and the servers")
         stack.close()
+    probes.append(speed_probe())
+    run.details["speed_probe_seconds"] = probes
     # The ingest scenario ran last; show the table in scenario order.
     run.figures.sort(key=lambda f: f.scenario[0])
     print()
     print(table(run.figures))
+    print(f"\nspeed probe (a 5M-iteration Python loop, s): {probes[0]:.2f} before, {probes[1]:.2f} after; "
+          "compare runs only at similar probes")
     path = run.write(args.results_dir)
     print(f"\n{'FAILED after' if failed else 'done in'} {time.monotonic() - started:,.0f} s; results in "
           f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}; logs in {args.run_dir}")

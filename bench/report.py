@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -114,6 +115,17 @@ class Run:
         }
         path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
         return path
+
+
+def speed_probe() -> float:
+    """Seconds (wall clock) a fixed pure-Python loop takes. Shared and virtual machines vary from one hour to
+    the next (this one by more than a factor of two), and other work on the machine takes its share: compare
+    a run's figures with another's only at a similar probe."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return time.perf_counter() - started
 
 
 def machine() -> dict[str, Any]:

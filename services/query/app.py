@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
+from asyncpg.exceptions import ReadOnlySQLTransactionError
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -42,6 +43,7 @@ log = logging.getLogger("d06.query")
 REFRESH_SECONDS = 60.0
 RETRY_FIRST, RETRY_MAX = 0.25, 15.0
 HEARTBEAT_SECONDS = 10.0  # how soon a silently dead listening connection is noticed
+REPLICA_RETRY_SECONDS = 60.0
 
 # Cheap change detection: the server hashes the table (a few ms) and the 16,000 units are only
 # rebuilt in Python, blocking the event loop for a moment, when something actually changed.
@@ -96,8 +98,9 @@ async def keep_hierarchy_fresh(state: QueryState, every: float = REFRESH_SECONDS
 async def follow_rollup_changes(state: QueryState, heartbeat: float = HEARTBEAT_SECONDS) -> None:
     """Keep `state.versions` in step with the aggregator's commits: LISTEN to their announcements.
 
-    Answers are served from memory only while listening. Announcements made while not listening are lost,
-    so every (re)connection starts a new epoch in which nothing kept before counts.
+    While not listening, answers are kept `cache_ttl` seconds at most. Announcements made while not listening
+    are lost, so every (re)connection starts a new epoch in which nothing kept before counts. A read replica
+    (the production topology, docs/operations.md) refuses LISTEN: the service then stays on `cache_ttl`.
     """
     delay = RETRY_FIRST
     while True:
@@ -110,9 +113,15 @@ async def follow_rollup_changes(state: QueryState, heartbeat: float = HEARTBEAT_
                     await conn.invalidate()  # never back into the pool: it is dead, or may be mid-query
             log.warning("the connection following rollup changes was lost; reconnecting")
             delay = RETRY_FIRST
+        except ReadOnlySQLTransactionError:  # "cannot execute LISTEN during recovery": a hot standby
+            if delay < REPLICA_RETRY_SECONDS:
+                log.info("the database is a read replica, which cannot LISTEN: answers are kept in memory for "
+                         "%.2fs at most (QUERY_CACHE_TTL_SECONDS)", state.settings.cache_ttl)
+            delay = REPLICA_RETRY_SECONDS  # until a failover makes it the primary
+            await asyncio.sleep(delay)
         except Exception as exc:  # noqa: BLE001 - any failure is retried; the reason is logged
-            log.warning("not following rollup changes (%s: %s); answers are read from the database, "
-                        "retrying in %.2fs", type(exc).__name__, exc, delay)
+            log.warning("not following rollup changes (%s: %s); answers are kept %.2fs at most, retrying in "
+                        "%.2fs", type(exc).__name__, exc, state.settings.cache_ttl, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 

@@ -1,0 +1,123 @@
+"""Answers kept in memory by the query service (services/query/caching.py, fastpath.py), on real PostgreSQL.
+
+Rollups rows are changed with SQL, and the aggregator's announcement (a NOTIFY on shared.events.ROLLUPS_CHANGED)
+is sent by hand: a kept answer is served until its province tree is announced, whatever the table holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from shared.db import plain_url
+from shared.events import ROLLUPS_CHANGED
+from tests.conftest import Stack
+from tests.integration.test_query import insert, serve
+
+LONG_AN = "/v1/units/80/values?period=2024-06&indicator=cccd_issued&edition=legacy"
+NATION = "/v1/units/VN/values?period=2024-06&indicator=cccd_issued&edition=legacy"
+
+
+async def sql(stack: Stack, statement: str, *args: Any) -> None:
+    conn = await asyncpg.connect(plain_url(stack.database_url))
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+async def value(client: httpx.AsyncClient, url: str) -> Any:
+    response = await client.get(url)
+    assert response.status_code == 200, response.text
+    return response.json()["values"][0]["value"]
+
+
+async def eventually(client: httpx.AsyncClient, url: str, expected: Any) -> None:
+    for _ in range(100):
+        if await value(client, url) == expected:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"{url} never showed {expected}")
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    await insert(stack, [("80", "cccd_issued", "2024-06", None, None, 500_000, None, 15),
+                         ("01", "cccd_issued", "2024-06", None, None, 700_000, None, 30)])
+    key = await stack.create_key(roles=("read",))
+    async with serve(stack) as client:
+        state = client._transport.app.state.query  # type: ignore[attr-defined]
+        for _ in range(200):
+            if state.versions.listening:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the query service never started listening for rollup changes")
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client
+
+
+async def test_an_answer_is_kept_until_its_province_is_announced(stack: Stack, api: httpx.AsyncClient) -> None:
+    assert await value(api, LONG_AN) == 500_000
+    await sql(stack, "UPDATE rollups SET comp_num = 600000 WHERE unit = '80'")
+    assert await value(api, LONG_AN) == 500_000  # nothing announced: the kept answer
+    await sql(stack, "SELECT pg_notify($1, 'legacy/01')", ROLLUPS_CHANGED)
+    await asyncio.sleep(0.2)
+    assert await value(api, LONG_AN) == 500_000  # another province's change leaves it alone
+    await sql(stack, "SELECT pg_notify($1, 'legacy/01,legacy/80')", ROLLUPS_CHANGED)
+    await eventually(api, LONG_AN, 600_000)
+
+
+async def test_the_nation_is_stale_when_any_province_is(stack: Stack, api: httpx.AsyncClient) -> None:
+    assert await value(api, NATION) == 1_200_000
+    await sql(stack, "UPDATE rollups SET comp_num = 800000 WHERE unit = '01'")
+    await sql(stack, "SELECT pg_notify($1, 'legacy/01')", ROLLUPS_CHANGED)
+    await eventually(api, NATION, 1_300_000)
+
+
+async def test_a_kept_answer_needs_a_key_that_still_works(stack: Stack, api: httpx.AsyncClient) -> None:
+    assert (await api.get(LONG_AN)).status_code == 200
+    etag = (await api.get(LONG_AN)).headers["ETag"]
+    assert (await api.get(LONG_AN, headers={"If-None-Match": etag})).status_code == 304
+    await sql(stack, "UPDATE api_keys SET revoked_at = now()")
+    assert (await api.get(LONG_AN)).status_code == 401  # at once, though the answer is in memory
+    assert (await api.get(LONG_AN, headers={"Authorization": "Bearer nope"})).status_code == 401
+
+
+async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> None:
+    """The other half: the aggregator's transaction notifies the province trees of what it applied."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from services.aggregate.service import Tree, apply_messages
+    from services.aggregate.validation import Message
+    from shared.catalog import load_catalog
+    from shared.db import make_engine
+    from shared.events import AcceptedEvent
+    from shared.hierarchy import fetch_hierarchy
+
+    heard: list[str] = []
+    listener = await asyncpg.connect(plain_url(stack.database_url))
+    await listener.add_listener(ROLLUPS_CHANGED, lambda *args: heard.append(args[3]))
+    engine = make_engine(stack.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            tree = Tree.of(await fetch_hierarchy(conn), load_catalog())
+        events = [AcceptedEvent(seq, f"e{seq}", "legacy", unit, province, "cccd_issued", "2024-06",
+                                Decimal(10), None, datetime.now(UTC))
+                  for seq, unit, province in ((1, "27991", "80"), (2, "00004", "01"))]
+        messages = [Message(0, n, e.partition_key, e.to_bytes()) for n, e in enumerate(events)]
+        await apply_messages(engine, messages, list(events), tree, group="g", topic="t", epoch=None)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.02)
+        assert heard == ["legacy/01,legacy/80"]
+    finally:
+        await engine.dispose()
+        await listener.close()
