@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kafka-bootstrap", help="use this broker instead of our own")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument("--profile", action="append", choices=SERVICES, default=[],
-                        help="record this service with py-spy (collapsed stacks in the run directory)")
+                        help="record this service with py-spy: a flame graph in the run directory")
     return parser.parse_args(argv)
 
 

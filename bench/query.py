@@ -2,8 +2,8 @@
 
 Each client alternates a province's values for the month (every indicator) and the drill-down of that
 province's children for one indicator, going round all 63 legacy provinces. The load comes from `wrk`
-(C, a few percent of one core: installed with apt-get when missing and possible); without it, from
-`python -m bench.loadgen` in a separate process, which costs the services more of the machine.
+(C, one thread: a few percent of one of the two cores; installed with apt-get when missing and possible);
+without it, from `python -m bench.loadgen` in a separate process, which costs the services more of the machine.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def parse_wrk(output: str) -> dict[str, float]:
 def run_wrk(wrk: str, stack: BenchStack, urls: list[str], clients: int, seconds: float) -> dict[str, float]:
     script = stack.run_dir / "query.lua"
     script.write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in urls), "key": stack.key})
-    command = [wrk, "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s",
+    command = [wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s",
                "-s", str(script), f"http://127.0.0.1:{stack.ports['query']}"]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60)
     return parse_wrk(done.stdout)

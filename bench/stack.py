@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -141,11 +142,14 @@ class BenchStack:
         return self.procs[name]
 
     def _record(self, name: str, pid: int) -> None:
-        """py-spy samples the process until it exits (collapsed stacks, for flame graphs or a summary)."""
-        output = self.run_dir / f"{name}.{self.run_id}.pyspy.txt"
+        """py-spy samples the process until it exits, then writes a flame graph (an SVG any browser opens)."""
+        output = self.run_dir / f"{name}.{self.run_id}.flamegraph.svg"
         beside = Path(sys.executable).with_name("py-spy")  # pip install py-spy puts it in the venv
-        command = [str(beside) if beside.exists() else "py-spy", "record", "--pid", str(pid), "--rate", "200",
-                   "--format", "raw", "--output", str(output), "--nonblocking"]
+        binary = str(beside) if beside.exists() else shutil.which("py-spy")
+        if binary is None:
+            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy (a profiler; not a dependency)")
+        command = [binary, "record", "--pid", str(pid), "--rate", "200", "--format", "flamegraph",
+                   "--output", str(output), "--nonblocking"]
         subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=(self.run_dir / "py-spy.log").open("ab"))
         note(f"py-spy records {name} (pid {pid}) into {output}")
 

@@ -10,6 +10,7 @@ cannot even learn which codes exist elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -55,9 +56,16 @@ class QueryState:
     hierarchy: Hierarchy | None = None
     versions: Versions = field(default_factory=Versions)
     cache: AnswerCache = field(init=False)
+    turns: asyncio.Semaphore = field(init=False)  # requests' turns for a pooled connection (LazyConnection)
 
     def __post_init__(self) -> None:
         self.cache = AnswerCache(self.versions, max_bytes=self.settings.cache_max_bytes, ttl=self.settings.cache_ttl)
+        # With answers kept in memory, one connection of the pool LISTENs (app.py); the rest serve requests.
+        listening = 1 if self.settings.cache_max_bytes else 0
+        self.turns = asyncio.Semaphore(max(1, self.settings.db_pool_size - listening))
+
+
+CONNECTION_WAIT = 10.0  # seconds a request waits for a database connection before a 503
 
 
 async def get_state(request: Request) -> QueryState:
@@ -69,30 +77,48 @@ AppState = Annotated[QueryState, Depends(get_state)]
 
 class LazyConnection:
     """The request's one pooled connection, checked out on first use: the key check and the data share
-    it, and a request that needs neither (a public read of the in-memory hierarchy) takes none."""
+    it, and a request that needs neither (a public read of the in-memory hierarchy) takes none.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Requests take their turn for a connection in arrival order (`turns`, a fair semaphore as large as the
+    pool can serve them): the pool's own queue lets a newcomer take a connection returned for an older
+    waiter, which then queues again, and under 50 concurrent readers that made the slowest 1% of
+    requests wait three to seven times as long as the median.
+    """
+
+    def __init__(self, engine: AsyncEngine, turns: asyncio.Semaphore) -> None:
         self._engine = engine
+        self._turns = turns
         self._conn: AsyncConnection | None = None
 
     async def get(self) -> AsyncConnection:
         if self._conn is None:
+            try:
+                await asyncio.wait_for(self._turns.acquire(), CONNECTION_WAIT)
+            except TimeoutError as exc:
+                raise ServiceUnavailable("the service is overloaded; retry in a few seconds") from exc
             conn = self._engine.connect()
             try:
                 await conn.start()
             except (OSError, TimeoutError, DBAPIError) as exc:
+                self._turns.release()
                 raise ServiceUnavailable("the database is not reachable; retry in a few seconds") from exc
+            except BaseException:
+                self._turns.release()
+                raise
             self._conn = conn
         return self._conn
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+            try:
+                await self._conn.close()
+            finally:
+                self._conn = None
+                self._turns.release()
 
 
 async def get_lazy_connection(state: AppState) -> AsyncIterator[LazyConnection]:
-    lazy = LazyConnection(state.engine)
+    lazy = LazyConnection(state.engine, state.turns)
     try:
         yield lazy
     finally:

@@ -45,7 +45,7 @@ class CachedAnswers:
 
 
 async def _caller(state: QueryState, scope: Scope) -> Principal | None:
-    lazy = LazyConnection(state.engine)
+    lazy = LazyConnection(state.engine, state.turns)
     try:
         return await principal_of(state, scope, lazy)
     except Exception:  # noqa: BLE001 - the routes meet the same failure again, and answer it as they should
