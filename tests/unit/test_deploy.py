@@ -213,6 +213,9 @@ def test_each_service_gets_its_role_its_database_and_the_topic(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = settings_cls()  # the prod validator refuses dev defaults, so this also proves they are set
+    if overlay == "prod" and service != "aggregate":
+        # The defaults are generous so `make bench` is not throttled; production brakes a runaway key.
+        assert 0 < settings.rate_limit <= 200 and settings.rate_burst <= 1000
 
     url = urlsplit(settings.database_url)
     cluster = one(objs, "Cluster", "d06-pg")
