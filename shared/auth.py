@@ -2,8 +2,9 @@
 
 A key reads `d06_<id>_<secret>`: the id (public, 48 bits) makes lookup one primary-key hit, the secret
 (192 random bits) is never stored — only its SHA-256. A fast hash is the standard construction for
-high-entropy tokens (there is nothing to brute-force); slow KDFs exist for human passwords. Every request
-reads the key's row, so a revocation takes effect at once on every replica.
+high-entropy tokens (there is nothing to brute-force); slow KDFs exist for human passwords. Ingest reads the
+key's row on every request; the query service keeps the keys it looked up until api_keys announces a change
+(services/query/keys.py).
 """
 
 from __future__ import annotations

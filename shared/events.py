@@ -16,6 +16,10 @@ import orjson
 #: to know which answers it keeps in memory are stale.
 ROLLUPS_CHANGED = "d06_rollups_changed"
 
+#: The NOTIFY channel on which a trigger on api_keys (migration 0003) announces, in the changing transaction,
+#: that a key was revoked, deleted or had its expiry, roles, scope or secret changed.
+KEYS_CHANGED = "d06_keys_changed"
+
 
 @dataclass(frozen=True, slots=True)
 class AcceptedEvent:

@@ -30,7 +30,7 @@ from shared.dbroles import act_as
 from shared.errors import (
     install_error_handlers,
 )
-from shared.events import ROLLUPS_CHANGED
+from shared.events import KEYS_CHANGED, ROLLUPS_CHANGED
 from shared.hierarchy import fetch_hierarchy
 from shared.limits import BodyLimitMiddleware, RateLimiter
 from shared.observability import configure_logging, install_observability, new_registry
@@ -96,7 +96,7 @@ async def keep_hierarchy_fresh(state: QueryState, every: float = REFRESH_SECONDS
 
 
 async def follow_rollup_changes(state: QueryState, heartbeat: float = HEARTBEAT_SECONDS) -> None:
-    """Keep `state.versions` in step with the aggregator's commits: LISTEN to their announcements.
+    """Keep `state.versions` in step with the aggregator's commits, and `state.keys` with api_keys: LISTEN.
 
     While not listening, answers are kept `cache_ttl` seconds at most. Announcements made while not listening
     are lost, so every (re)connection starts a new epoch in which nothing kept before counts. A read replica
@@ -134,8 +134,10 @@ async def _listen(state: QueryState, raw: Any, heartbeat: float) -> None:
         state.versions.changed(payload.split(","))
 
     await raw.add_listener(ROLLUPS_CHANGED, announced)
+    await raw.add_listener(KEYS_CHANGED, lambda *_: state.keys.forget())
     raw.add_termination_listener(lambda _conn: lost.set())
     state.cache.clear()
+    state.keys.forget()
     state.versions.start()
     log.info("following rollup changes: answers are kept in memory until what they read changes")
     while not lost.is_set():

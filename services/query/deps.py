@@ -24,6 +24,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from services.query.caching import AnswerCache, Versions
+from services.query.keys import KnownKeys
 from services.query.metrics import QueryMetrics
 from shared.auth import ANONYMOUS, Principal, Role, authenticate, bearer_token
 from shared.catalog import Catalog
@@ -56,10 +57,13 @@ class QueryState:
     hierarchy: Hierarchy | None = None
     versions: Versions = field(default_factory=Versions)
     cache: AnswerCache = field(init=False)
+    keys: KnownKeys = field(init=False)
     turns: asyncio.Semaphore = field(init=False)  # requests' turns for a pooled connection (LazyConnection)
 
     def __post_init__(self) -> None:
         self.cache = AnswerCache(self.versions, max_bytes=self.settings.cache_max_bytes, ttl=self.settings.cache_ttl)
+        # Keys are kept on the same terms as answers, and not at all when answers are not (ttl 0, no LISTEN).
+        self.keys = KnownKeys(self.versions, ttl=self.settings.cache_ttl if self.settings.cache_max_bytes else 0.0)
         # With answers kept in memory, one connection of the pool LISTENs (app.py); the rest serve requests.
         listening = 1 if self.settings.cache_max_bytes else 0
         self.turns = asyncio.Semaphore(max(1, self.settings.db_pool_size - listening))
@@ -162,11 +166,15 @@ async def principal_of(state: QueryState, scope: Scope, lazy: LazyConnection) ->
     token = bearer_token(header)
     if token is None:
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
-    # Read on every request, so revocation and expiry take effect at once. `last_used_at` is not
-    # touched: this role may only SELECT (docs/security.md).
-    principal = await authenticate(await lazy.get(), token, touch=False)
+    # Kept from an earlier lookup until api_keys changes (keys.py), so revocation and expiry still act at
+    # once. `last_used_at` is not touched: this role may only SELECT (docs/security.md).
+    principal = state.keys.get(token)
     if principal is None:
-        raise Unauthorized("the API key is unknown, revoked or expired")
+        generation = state.keys.generation
+        principal = await authenticate(await lazy.get(), token, touch=False)
+        if principal is None:
+            raise Unauthorized("the API key is unknown, revoked or expired")
+        state.keys.put(token, principal, generation)
     scope.setdefault("state", {})["key_id"] = principal.key_id  # for the log line of an error, never the key
     if not principal.has(Role.READ):
         raise Forbidden("the API key does not have the `read` role")

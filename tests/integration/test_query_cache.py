@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shared.db import plain_url
-from shared.events import ROLLUPS_CHANGED
+from shared.events import KEYS_CHANGED, ROLLUPS_CHANGED
 from tests.conftest import Stack
 from tests.integration.test_query import insert, serve
 
@@ -80,13 +80,52 @@ async def test_the_nation_is_stale_when_any_province_is(stack: Stack, api: httpx
     await eventually(api, NATION, 1_300_000)
 
 
+async def refused_soon(client: httpx.AsyncClient, url: str, status: int) -> None:
+    """The announcement of a key change arrives a moment after its commit: poll for it (1 s at most)."""
+    for _ in range(100):
+        if (await client.get(url)).status_code == status:
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"{url} was never refused with {status}")
+
+
 async def test_a_kept_answer_needs_a_key_that_still_works(stack: Stack, api: httpx.AsyncClient) -> None:
     assert (await api.get(LONG_AN)).status_code == 200
     etag = (await api.get(LONG_AN)).headers["ETag"]
     assert (await api.get(LONG_AN, headers={"If-None-Match": etag})).status_code == 304
-    await sql(stack, "UPDATE api_keys SET revoked_at = now()")
-    assert (await api.get(LONG_AN)).status_code == 401  # at once, though the answer is in memory
+    await sql(stack, "UPDATE api_keys SET revoked_at = now()")  # an operator's SQL: the trigger announces it
+    await refused_soon(api, LONG_AN, 401)  # though both the answer and the key were in memory
     assert (await api.get(LONG_AN, headers={"Authorization": "Bearer nope"})).status_code == 401
+    assert (await api.get(LONG_AN, headers={"Authorization": api.headers["Authorization"] + "x"})).status_code == 401
+
+
+async def test_a_kept_key_loses_a_role_or_its_scope_as_soon_as_it_changes(stack: Stack, api: httpx.AsyncClient) -> None:
+    assert (await api.get(LONG_AN)).status_code == 200
+    await sql(stack, "UPDATE api_keys SET scope_edition = 'legacy', scope_code = '01'")
+    await refused_soon(api, LONG_AN, 404)  # Long An is outside Hà Nội: as if it did not exist
+    await sql(stack, "UPDATE api_keys SET roles = '{submit}'")
+    await refused_soon(api, LONG_AN, 403)
+
+
+async def test_api_keys_announce_the_changes_that_decide_access_and_only_those(stack: Stack) -> None:
+    heard: list[str] = []
+    listener = await asyncpg.connect(plain_url(stack.database_url))
+    await listener.add_listener(KEYS_CHANGED, lambda *args: heard.append(args[3]))
+    try:
+        await stack.create_key(roles=("read",))
+        await sql(stack, "UPDATE api_keys SET last_used_at = now()")  # ingest's bookkeeping: nothing to forget
+        await sql(stack, "SELECT pg_sleep(0.1)")
+        assert heard == []
+        for change in ("UPDATE api_keys SET roles = '{read,submit}'", "UPDATE api_keys SET expires_at = now()",
+                       "UPDATE api_keys SET revoked_at = now()", "DELETE FROM api_keys"):
+            await sql(stack, change)
+        for _ in range(100):
+            if len(heard) == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == ["UPDATE", "UPDATE", "UPDATE", "DELETE"]
+    finally:
+        await listener.close()
 
 
 async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> None:
