@@ -22,10 +22,11 @@ from shared.auth import authenticate, create_key
 from shared.db import make_engine, plain_url, transaction
 from shared.devstack import LocalBroker, LocalPostgres
 from shared.migrate import load_reference_data, upgrade
+from shared.settings import DEV_BROKER_PORT, DEV_PG_PORT
 
 RUN = Path(".run")
-PG_PORT = int(os.environ.get("D06_DEV_PG_PORT", "54329"))
-BROKER_PORT = int(os.environ.get("D06_DEV_BROKER_PORT", "19092"))
+PG_PORT = int(os.environ.get("D06_DEV_PG_PORT", DEV_PG_PORT))
+BROKER_PORT = int(os.environ.get("D06_DEV_BROKER_PORT", DEV_BROKER_PORT))
 DATABASE = "d06"
 
 

@@ -13,8 +13,11 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/d06"
-DEV_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+# The servers `make run` starts (shared/devrun.py): with no settings, the `d06` command and a service started
+# by hand talk to them.
+DEV_PG_PORT, DEV_BROKER_PORT = 54329, 19092
+DEV_DATABASE_URL = f"postgresql://postgres@127.0.0.1:{DEV_PG_PORT}/d06"
+DEV_KAFKA_BOOTSTRAP = f"127.0.0.1:{DEV_BROKER_PORT}"
 
 
 def env(*names: str) -> AliasChoices:
