@@ -42,10 +42,10 @@ class Service:
 
 
 SERVICES = [
-    Service("ingest", "services.ingest", 8001),
-    Service("aggregate", "services.aggregate", 8002),
-    Service("query", "services.query", 8003),
+    Service(name, f"services.{name}", int(os.environ.get(f"D06_DEV_{name.upper()}_PORT", port)))
+    for name, port in (("ingest", 8001), ("aggregate", 8002), ("query", 8003))
 ]
+INGEST, AGGREGATE, QUERY = SERVICES
 
 
 def step(message: str) -> None:
@@ -120,7 +120,7 @@ def _wait_demo_applied(key: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = httpx.get(
-            "http://127.0.0.1:8003/v1/units/80/values",
+            f"{QUERY.url}/v1/units/80/values",
             params={"period": "2024-08", "edition": "legacy", "indicator": "cccd_issued"},
             headers={"Authorization": f"Bearer {key}"}, timeout=5,
         )
@@ -182,7 +182,7 @@ def run(reset: bool = False) -> int:
         key = asyncio.run(_dev_key(url))
         step("demo: posting the seed reports' figures through the ingest API")
         subprocess.run(
-            [sys.executable, "-m", "shared.cli", "demo", "load", "--key", key], check=True
+            [sys.executable, "-m", "shared.cli", "demo", "load", "--key", key, "--url", INGEST.url], check=True
         )
         _wait_demo_applied(key)
         _banner(key)
@@ -220,23 +220,22 @@ async def _drop_database(server_url: str) -> None:
 
 
 def _banner(key: str) -> None:
-    ingest, aggregate, query = SERVICES
     print(f"""
 d06 is running.
-  ingest     {ingest.url}      docs: {ingest.url}/docs
-  aggregate  {aggregate.url}      metrics: {aggregate.url}/metrics
-  query      {query.url}      docs: {query.url}/docs
+  ingest     {INGEST.url}      docs: {INGEST.url}/docs
+  aggregate  {AGGREGATE.url}      metrics: {AGGREGATE.url}/metrics
+  query      {QUERY.url}      docs: {QUERY.url}/docs
 
   development API key (scope VN, roles submit,read,admin; also in .run/dev-api-key):
     {key}
 
   post an event (Bến Lức district, Long An, chip ID cards issued to date, July 2024):
-    curl -s -X POST {ingest.url}/v1/events -H "Authorization: Bearer $(cat .run/dev-api-key)" \\
+    curl -s -X POST {INGEST.url}/v1/events -H "Authorization: Bearer $(cat .run/dev-api-key)" \\
       -H 'Content-Type: application/json' \\
       -d '{{"events":[{{"unit":"803","indicator":"cccd_issued","period":"2024-07","value":141000}}]}}'
 
   read Long An province's rollup for that month:
-    curl -s "{query.url}/v1/units/80/values?period=2024-07&indicator=cccd_issued" \\
+    curl -s "{QUERY.url}/v1/units/80/values?period=2024-07&indicator=cccd_issued" \\
       -H "Authorization: Bearer $(cat .run/dev-api-key)"
 
 Ctrl-C stops everything.""", flush=True)
