@@ -264,6 +264,26 @@ def test_accepted_at_follows_the_latest_change() -> None:
     assert rows[key("27991")].accepted_at == T0 + timedelta(seconds=1)
 
 
+def test_changes_that_cancel_within_a_batch_leave_the_parents_alone() -> None:
+    rows = run([ev(1, "27991", 10), ev(2, "27994", 20)])
+    province_before = copy.deepcopy(rows[key("80")])
+    outcome = apply_batch([ev(3, "27991", 15), ev(4, "27994", 15)], rows, PARENT_OF, rolls_up)
+    assert rows[key("803")].computed == P(30)
+    assert rows[key("803")].accepted_at == T0 + timedelta(seconds=4)  # the newest change behind it
+    assert rows[key("80")] == province_before  # the district's net change is nil: nothing climbs further
+    assert key("80") not in outcome.changed
+
+
+def test_a_batch_over_several_levels_climbs_each_parent_once_with_the_newest_change() -> None:
+    rows = run([ev(5, "27991", 10), ev(2, "27994", 20), ev(7, "28036", 1), ev(3, "803", None), ev(4, "80", None)])
+    assert rows[key("803")].computed == P(30)
+    assert rows[key("804")].computed == P(1)
+    assert rows[key("80")].computed == P(31)
+    assert rows[key("80")].reporting == 2
+    assert rows[key("80")].accepted_at == T0 + timedelta(seconds=7)
+    assert rows[key("803")].accepted_at == T0 + timedelta(seconds=5)
+
+
 # ---- the property: incremental == from scratch
 
 
