@@ -30,6 +30,7 @@ from shared.limits import unsafe_character
 from shared.periods import Period, PeriodError, PeriodType, parse_period
 
 FIELDS = ("event_id", "unit", "edition", "indicator", "period", "value", "numerator", "denominator", "comment")
+_FIELD_SET = frozenset(FIELDS)
 MAX_EVENTS = 5000
 MAX_COMMENT = 1000
 # Figures from before this year are typos or tests: Project 06 began in 2022, and 2015 leaves room for
@@ -39,6 +40,7 @@ EARLIEST_YEAR = 2015
 MAX_PERIOD_CODE = len("2024-07-15")
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNKNOWN_GROUP = "unknown"  # metrics label for events whose indicator is not in the catalogue
+Fail = Any  # the `fail(field, message)` callback of validate_event
 
 _ADVERB = {
     PeriodType.DAY: "daily (2024-07-15)",
@@ -78,9 +80,10 @@ class FieldError:
         return {"loc": self.loc, "message": self.message}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 1.5 µs, this one's 0.25 µs
 class ValidEvent:
-    """An event ready for the outbox: edition resolved, numbers normalised, content hashed."""
+    """An event ready for the outbox: edition resolved, numbers normalised, content hashed. Never changed
+    once built (`dataclasses.replace` gives a copy)."""
 
     index: int
     event_id: str | None  # None: the client sent none, the service generates one
@@ -193,8 +196,9 @@ def parse_body(raw: bytes) -> list[Any]:
 def validate_batch(events: list[Any], ctx: Context) -> BatchValidation:
     valid: list[ValidEvent] = []
     rejected: list[Rejection] = []
+    references = References(ctx)
     for index, raw in enumerate(events):
-        outcome = validate_event(raw, index, ctx)
+        outcome = validate_event(raw, index, ctx, references)
         if isinstance(outcome, ValidEvent):
             valid.append(outcome)
         else:
@@ -202,7 +206,62 @@ def validate_batch(events: list[Any], ctx: Context) -> BatchValidation:
     return BatchValidation(valid, rejected)
 
 
-def validate_event(raw: Any, index: int, ctx: Context) -> ValidEvent | Rejection:
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What an event's `indicator`, `period` and `edition` resolve to, with the problems found in them."""
+
+    indicator: Indicator | None
+    period: Period | None
+    edition: str | None
+    problems: tuple[tuple[str, str], ...]  # (field, message) in the order they are reported
+    group: str  # the metrics label
+
+
+def resolve_reference(indicator_code: Any, period_code: Any, edition: Any, today: date, catalog: Catalog) -> Reference:
+    """Resolve the three fields that depend on nothing else in the event (and on the day)."""
+    problems: list[tuple[str, str]] = []
+
+    def fail(field: str, message: str) -> None:
+        problems.append((field, message))
+
+    indicator = _indicator(indicator_code, catalog, fail)
+    period = _period(period_code, indicator, today, fail)
+    resolved = _edition(edition, period, fail)
+    group = indicator.group.value if indicator else UNKNOWN_GROUP
+    return Reference(indicator, period, resolved, tuple(problems), group)
+
+
+_PLAIN = (str, type(None))
+
+
+class References:
+    """The references of one batch, each distinct (indicator, period, edition) resolved once.
+
+    A batch of 1,000 events repeats a few dozen combinations, and resolving one (catalogue lookup, period
+    parse and window, edition) costs more than the rest of an event's checks. Only strings and nulls are
+    remembered: other JSON values may be unhashable, or equal across types (`1 == true`).
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._today = ctx.today
+        self._catalog = ctx.catalog
+        self._known: dict[tuple[str | None, str | None, str | None], Reference] = {}
+
+    def of(self, raw: Mapping[str, Any]) -> Reference:
+        indicator, period, edition = raw.get("indicator"), raw.get("period"), raw.get("edition")
+        if type(indicator) not in _PLAIN or type(period) not in _PLAIN or type(edition) not in _PLAIN:
+            return resolve_reference(indicator, period, edition, self._today, self._catalog)
+        key = (indicator, period, edition)
+        reference = self._known.get(key)
+        if reference is None:
+            reference = resolve_reference(indicator, period, edition, self._today, self._catalog)
+            self._known[key] = reference
+        return reference
+
+
+def validate_event(
+    raw: Any, index: int, ctx: Context, references: References | None = None
+) -> ValidEvent | Rejection:
     at = f"events[{index}]"
     if not isinstance(raw, dict):
         return Rejection(index, None, RejectReason.VALIDATION,
@@ -212,34 +271,22 @@ def validate_event(raw: Any, index: int, ctx: Context) -> ValidEvent | Rejection
     def fail(field: str, message: str) -> None:
         errors.append(FieldError(f"{at}.{field}", message))
 
-    for name in raw:
-        if name not in FIELDS:
-            fail(_name(name), f"unknown field; an event has only {', '.join(FIELDS)}")
+    if not _FIELD_SET.issuperset(raw):  # one C-level pass for the common case
+        for name in raw:
+            if name not in _FIELD_SET:
+                fail(_name(name), f"unknown field; an event has only {', '.join(FIELDS)}")
 
     event_id = raw.get("event_id")
     if event_id is not None and (not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id)):
         fail("event_id", "an event_id is 1 to 128 characters among A-Z a-z 0-9 . _ : -")
         event_id = None
-    comment = raw.get("comment")
-    if comment is not None and not isinstance(comment, str):
-        fail("comment", "a comment is a string")
-        comment = None
-    elif comment is not None and len(comment) > MAX_COMMENT:
-        fail("comment", f"a comment has at most {MAX_COMMENT:,} characters; this one has {len(comment):,}")
-    elif comment is not None:
-        # One spelling of each Vietnamese letter (composed), so a resend typed on another system is the
-        # same content; and no invisible characters, which could make a comment read other than it is.
-        comment = unicodedata.normalize("NFC", comment)
-        bad = unsafe_character(comment)
-        if bad is not None:
-            fail("comment", f"a comment may not contain control or invisible characters "
-                            f"(U+{ord(bad[1]):04X} at position {bad[0]})")
+    comment = _comment(raw.get("comment"), fail)
 
-    indicator = _indicator(raw, ctx.catalog, fail)
-    period = _period(raw, indicator, ctx.today, fail)
-    edition = _edition(raw, period, fail)
-    unit = _unit(raw, edition, raw.get("edition") is None, ctx.hierarchy, fail)
-    group = indicator.group.value if indicator else UNKNOWN_GROUP
+    reference = (references or References(ctx)).of(raw)
+    for field, message in reference.problems:
+        fail(field, message)
+    indicator, period, group = reference.indicator, reference.period, reference.group
+    unit = _unit(raw.get("unit"), reference.edition, raw.get("edition") is None, ctx.hierarchy, fail)
 
     if unit is not None and not ctx.principal.can_see(unit):
         scope = ctx.principal.scope_code
@@ -267,6 +314,26 @@ def validate_event(raw: Any, index: int, ctx: Context) -> ValidEvent | Rejection
     )
 
 
+def _comment(given: Any, fail: Fail) -> str | None:
+    if given is None:
+        return None
+    if not isinstance(given, str):
+        fail("comment", "a comment is a string")
+        return None
+    comment: str = given
+    if len(comment) > MAX_COMMENT:
+        fail("comment", f"a comment has at most {MAX_COMMENT:,} characters; this one has {len(comment):,}")
+        return comment
+    # One spelling of each Vietnamese letter (composed), so a resend typed on another system is the
+    # same content; and no invisible characters, which could make a comment read other than it is.
+    comment = unicodedata.normalize("NFC", comment)
+    bad = unsafe_character(comment)
+    if bad is not None:
+        fail("comment", f"a comment may not contain control or invisible characters "
+                        f"(U+{ord(bad[1]):04X} at position {bad[0]})")
+    return comment
+
+
 def content_hash(
     edition: str, unit: str, indicator: str, period: str,
     num: Decimal | None, den: Decimal | None, comment: str | None,
@@ -281,11 +348,7 @@ def content_hash(
     return hashlib.sha256(orjson.dumps(canonical)).hexdigest()
 
 
-Fail = Any  # the `fail(field, message)` callback of validate_event
-
-
-def _indicator(raw: Mapping[str, Any], catalog: Catalog, fail: Fail) -> Indicator | None:
-    code = raw.get("indicator")
+def _indicator(code: Any, catalog: Catalog, fail: Fail) -> Indicator | None:
     if code is None:
         fail("indicator", "indicator is required (a catalogue code such as cccd_issued)")
         return None
@@ -308,8 +371,7 @@ def _parsed(code: str) -> Period:
     return parse_period(code)  # a batch repeats a handful of periods thousands of times
 
 
-def _period(raw: Mapping[str, Any], indicator: Indicator | None, today: date, fail: Fail) -> Period | None:
-    code = raw.get("period")
+def _period(code: Any, indicator: Indicator | None, today: date, fail: Fail) -> Period | None:
     if code is None:
         fail("period", "period is required, e.g. 2024-07")
         return None
@@ -339,8 +401,7 @@ def _period(raw: Mapping[str, Any], indicator: Indicator | None, today: date, fa
     return period
 
 
-def _edition(raw: Mapping[str, Any], period: Period | None, fail: Fail) -> str | None:
-    given = raw.get("edition")
+def _edition(given: Any, period: Period | None, fail: Fail) -> str | None:
     if given is None:
         return edition_for(period.end).value if period else None
     if given not in (Edition.LEGACY.value, Edition.E2025.value):
@@ -358,10 +419,7 @@ def _edition(raw: Mapping[str, Any], period: Period | None, fail: Fail) -> str |
     return str(given)
 
 
-def _unit(
-    raw: Mapping[str, Any], edition: str | None, implicit: bool, hierarchy: Hierarchy, fail: Fail
-) -> Unit | None:
-    code = raw.get("unit")
+def _unit(code: Any, edition: str | None, implicit: bool, hierarchy: Hierarchy, fail: Fail) -> Unit | None:
     if code is None:
         fail("unit", "unit is required (a GSO code such as \"01\", \"803\" or \"00004\", or \"VN\")")
         return None

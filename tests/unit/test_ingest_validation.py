@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.ingest.validation import (
     Context,
@@ -282,6 +284,58 @@ def test_a_batch_splits_into_valid_and_rejected_in_order() -> None:
     assert result.rejected[0].as_dict()["type"].endswith("/validation-error")
     assert result.rejected[0].as_dict()["status"] == 422
 
+
+
+def test_a_mixed_batch_names_exactly_the_events_of_its_bad_combination() -> None:
+    """Each (indicator, period, edition) is resolved once per batch: the bad one must still be charged to
+    every event that sends it, and to no other."""
+    combos = [("cccd_issued", "2024-07", None), ("cccd_issued", "2024-H1", None),
+              ("dossiers_received", "2024-08", "legacy"), ("dossiers_received", "2025-08", "legacy")]
+    events = [stock(indicator=indicator, period=period, **({"edition": edition} if edition else {}))
+              for _ in range(5) for indicator, period, edition in combos]
+    result = validate_batch(events, CTX)
+    assert [r.index for r in result.rejected] == [i for i in range(20) if i % 4 in (1, 3)]
+    assert {e.loc for r in result.rejected for e in r.errors} == (
+        {f"events[{i}].period" for i in range(1, 20, 4)} | {f"events[{i}].edition" for i in range(3, 20, 4)})
+    assert len(result.valid) == 10
+
+
+_ANY = st.sampled_from
+_EVENTS = st.fixed_dictionaries(
+    {"unit": _ANY(["803", "00004", "80", "999", None, 803]),
+     "indicator": _ANY(["cccd_issued", "cccd_coverage", "working_group_formed", "nope", "cmnd_converted",
+                        None, 1, True, ["cccd_issued"]]),
+     "period": _ANY(["2024-07", "2025-08", "2024-H1", "2024-13", "2027-01", "1999", None, 202407, Decimal(1)])},
+    optional={"edition": _ANY(["legacy", "2025", "1", None, 1, True]),
+              "value": _ANY([87700, Decimal("87700.0"), True, None, -1]),
+              "numerator": _ANY([1, Decimal("2.5")]), "denominator": _ANY([2, 0])},
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_EVENTS, min_size=1, max_size=30))
+def test_a_batch_judges_every_event_as_if_it_came_alone(events: list[dict[str, Any]]) -> None:
+    result = validate_batch(events, CTX)
+    alone = [validate_event(event, index, CTX) for index, event in enumerate(events)]
+    assert result.valid == [o for o in alone if isinstance(o, ValidEvent)]
+    assert result.rejected == [o for o in alone if isinstance(o, Rejection)]
+
+
+@pytest.mark.parametrize(("literal", "stored"), [
+    (b"0", "0"), (b"-0", "0"), (b"87700", "87700"), (b"1000000000000000", "1000000000000000"),
+    (b"87700.0", "87700"), (b"8.77e4", "87700"), (b"1.5", "1.5"),
+])
+def test_json_numbers_are_stored_plain(literal: bytes, stored: str) -> None:
+    event = ok(parse_body(b'{"events": [{"unit": "803", "indicator": "cccd_issued", "period": "2024-07", '
+                          b'"value": ' + literal + b"}]}")[0])
+    assert str(event.num) == stored
+
+
+@pytest.mark.parametrize("literal", [b"1000000000000001", b"-5", b"9" * 5000])
+def test_json_integers_out_of_range_are_refused(literal: bytes) -> None:
+    raw = parse_body(b'{"events": [{"unit": "803", "indicator": "cccd_issued", "period": "2024-07", '
+                     b'"value": ' + literal + b"}]}")[0]
+    assert "events[3].value" in errors(raw)
 
 # ---- the body
 
