@@ -33,7 +33,6 @@ from services.ingest import outbox
 from services.ingest.broker import delete_topic, end_offsets, inspect_topic
 from services.ingest.metrics import IngestMetrics
 from shared.db import transaction
-from shared.events import AcceptedEvent
 from shared.kafka import bounded, ensure_topics, make_producer
 from shared.settings import IngestSettings
 
@@ -135,66 +134,69 @@ class Relay:
             topic = self.settings.events_topic
             self._stage = "database"
             async with transaction(self.engine) as conn:
-                rows = await outbox.claim_unpublished(conn, self.settings.relay_batch)
-                if not rows:
+                produced_up_to = await outbox.relay_offsets(conn, topic)  # first: it begins the transaction
+                claimed = await outbox.claim_unpublished(conn, self.settings.relay_batch)
+                if not claimed.seqs:
                     return False
-                produced_up_to = await outbox.relay_offsets(conn, topic)
                 self._stage = "broker"
-                placed = await bounded(self._produce(rows), self.produce_timeout)
-                lowest: dict[int, int] = {}
-                after: dict[int, int] = {}
-                for partition, offset in placed:
-                    lowest[partition] = min(offset, lowest.get(partition, offset))
-                    after[partition] = max(offset + 1, after.get(partition, 0))
+                placed = await bounded(self._produce(claimed.messages), self.produce_timeout)
                 # Offsets only grow in a log: one below what we had produced means a new, empty log.
-                for partition, offset in lowest.items():
-                    if offset < produced_up_to.get(partition, 0):
-                        raise LogLost(f"partition {partition} took offset {offset}, below the "
+                for partition, (lowest, _) in placed.items():
+                    if lowest < produced_up_to.get(partition, 0):
+                        raise LogLost(f"partition {partition} took offset {lowest}, below the "
                                       f"{produced_up_to[partition]} already produced")
                 self._stage = "database"
-                await outbox.advance_relay_offsets(conn, topic, after)
-                await outbox.mark_published(conn, [r.seq for r in rows])
-            self.metrics.published.inc(len(rows))
+                await outbox.advance_relay_offsets(conn, topic, {p: after for p, (_, after) in placed.items()})
+                await outbox.mark_published(conn, claimed.seqs)
+            self.metrics.published.inc(len(claimed.seqs))
             self.metrics.relay_batch_seconds.observe(time.perf_counter() - started)
-            return len(rows) >= self.settings.relay_batch
+            return len(claimed.seqs) >= self.settings.relay_batch
         finally:
             self._idle.set()
 
-    async def _produce(self, rows: list[AcceptedEvent]) -> list[tuple[int, int]]:
-        """Send every row, then wait for every acknowledgement: (partition, offset) per row.
+    async def _produce(self, messages: list[tuple[bytes, bytes]]) -> dict[int, tuple[int, int]]:
+        """Send every (key, value), then wait for every acknowledgement: {partition: (lowest offset taken,
+        offset after the last)}.
 
-        Rows go out as one record batch per partition (more when one fills up), in seq order within each:
-        a send per row costs ten times as much CPU, spent mostly on one future per row. Keys go to the
-        partitions aiokafka's default partitioner would choose (murmur2 of the key), as before.
+        Messages go out as one record batch per partition (more when one fills up), in seq order within
+        each: a send per message costs ten times as much CPU, spent mostly on one future per message. Keys
+        go to the partitions aiokafka's default partitioner would choose (murmur2 of the key), computed
+        once per key: a batch has a few dozen keys (one per province) for thousands of messages.
         """
         producer = self._producer
         if producer is None:
             raise KafkaError("no producer")
         topic = self.settings.events_topic
         partitions = sorted(await bounded(producer.partitions_for(topic)))
-        by_partition: dict[int, list[AcceptedEvent]] = {}
-        for event in rows:
-            partition = DefaultPartitioner()(event.partition_key, partitions, partitions)
-            by_partition.setdefault(partition, []).append(event)
+        partition_of: dict[bytes, int] = {}
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in messages:
+            partition = partition_of.get(key)
+            if partition is None:
+                partition = partition_of[key] = DefaultPartitioner()(key, partitions, partitions)
+            by_partition.setdefault(partition, []).append((key, value))
         sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # (partition, records, acknowledgement)
         try:
-            for partition, events in by_partition.items():
-                batch, records = producer.create_batch(), 0
-                for event in events:
-                    value, key = event.to_bytes(), event.partition_key
+            for partition, records in by_partition.items():
+                batch, count = producer.create_batch(), 0
+                for key, value in records:
                     if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start one
-                        sent.append((partition, records, await producer.send_batch(batch, topic, partition=partition)))
-                        batch, records = producer.create_batch(), 0
+                        sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
+                        batch, count = producer.create_batch(), 0
                         batch.append(key=key, value=value, timestamp=None)
-                    records += 1
-                sent.append((partition, records, await producer.send_batch(batch, topic, partition=partition)))
+                    count += 1
+                sent.append((partition, count, await producer.send_batch(batch, topic, partition=partition)))
             acknowledged = await asyncio.gather(*(future for _, _, future in sent))
         except BaseException:
             for _, _, future in sent:  # nobody will read them: no "exception never retrieved" noise
                 future.cancel()
             raise
-        return [(partition, int(meta.offset) + i)
-                for (partition, records, _), meta in zip(sent, acknowledged, strict=True) for i in range(records)]
+        placed: dict[int, tuple[int, int]] = {}
+        for (partition, count, _), meta in zip(sent, acknowledged, strict=True):
+            first, after = int(meta.offset), int(meta.offset) + count
+            lowest, highest = placed.get(partition, (first, after))
+            placed[partition] = (min(lowest, first), max(highest, after))
+        return placed
 
     async def _check_log(self) -> None:
         """Create missing topics, and look for signs that the broker lost what we produced."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from dataclasses import fields
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -18,7 +21,7 @@ from shared.events import AcceptedEvent
 from shared.kafka import ensure_topics
 from shared.settings import IngestSettings
 from tests.conftest import RUN_DIR, Stack
-from tests.integration.test_ingest import auth, db_fetch, running, stock, until
+from tests.integration.test_ingest import auth, coverage, db_fetch, running, stock, until
 
 PROVINCE_UNITS = ["803", "936", "00004", "001", "80", "93"]  # legacy: Long An, Hậu Giang, Hà Nội
 
@@ -109,6 +112,32 @@ async def test_the_relay_publishes_every_accepted_event(stack: Stack) -> None:
     assert await partitions_of(stack.kafka_bootstrap, stack.events_topic) == stack.partitions
     assert await partitions_of(stack.kafka_bootstrap, stack.dead_letter_topic) == stack.partitions
 
+
+
+async def test_the_relay_sends_the_bytes_of_the_wire_schema(stack: Stack) -> None:
+    """The relay encodes claimed rows itself (no AcceptedEvent per row): the fields of AcceptedEvent.to_bytes
+    in its order, equal to the stored row, figures in plain notation (asyncpg's Decimal of 10^15 would
+    print as 1.000E+15)."""
+    key = await stack.create_key()
+    events = [stock(event_id="w-1", value=Decimal("12.5")), stock(event_id="w-2", value=None, unit="936"),
+              coverage(event_id="w-3", numerator=Decimal("0.000001"), denominator=10**15),
+              stock(event_id="w-4", value=0, unit="00004"), coverage(event_id="w-5", numerator=None, denominator=None)]
+    async with running(create_app(stack.settings(IngestSettings))) as client:
+        posted = await client.post("/v1/events", content=orjson.dumps({"events": events}, default=str).replace(
+            b'"12.5"', b"12.5").replace(b'"0.000001"', b"0.000001"), headers=auth(key))
+        assert posted.status_code == 202, posted.text
+        await until(lambda: all_published(stack), what="the relay to publish the batch")
+    records = await consume(stack.kafka_bootstrap, stack.events_topic, expect=len(events))
+    columns = ", ".join(f.name for f in fields(AcceptedEvent))
+    stored = {r["seq"]: AcceptedEvent(*r) for r in await db_fetch(stack, f"SELECT {columns} FROM outbox")}
+    assert len(records) == len(events)
+    sent = {orjson.loads(record.value)["event_id"]: record for _, record in records}
+    for record in sent.values():
+        expected = stored[orjson.loads(record.value)["seq"]]
+        assert (record.key, AcceptedEvent.from_bytes(record.value)) == (expected.partition_key, expected)
+        assert list(orjson.loads(record.value)) == list(orjson.loads(expected.to_bytes()))
+    assert orjson.loads(sent["w-3"].value)["den"] == "1000000000000000"
+    assert orjson.loads(sent["w-1"].value)["num"] == "12.5"
 
 async def test_kafka_down_events_wait_in_the_outbox_then_go(stack: Stack) -> None:
     key = await stack.create_key()
