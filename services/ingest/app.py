@@ -20,7 +20,7 @@ from services.ingest.admin import router as admin_router
 from services.ingest.api import router
 from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import Relay
-from services.ingest.runtime import Runtime, keep_hierarchy
+from services.ingest.runtime import Runtime, keep_hierarchy, rare_collections
 from shared.catalog import load_catalog
 from shared.db import make_engine
 from shared.dbroles import act_as
@@ -84,7 +84,8 @@ def _lifespan(
         )
         app.state.runtime = runtime
         try:
-            yield
+            with rare_collections():
+                yield
         finally:
             # Reverse order of acquisition: the relay still needs the engine to mark its last batch.
             if runtime.relay is not None and relay_task is not None:
