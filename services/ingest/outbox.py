@@ -18,19 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ingest.validation import ValidEvent
 from shared.events import AcceptedEvent
 
-# The batch travels as one JSON document (the ValidEvents as orjson writes dataclasses, figures as strings)
-# that PostgreSQL unpacks itself: one parameter instead of ten arrays whose every element the driver would
-# encode in Python, and one row of two arrays back instead of a row per event.
+# The batch travels as one JSON document, an array per event in the columns' order (orjson writes tuples of
+# strings five times faster than dataclasses), that PostgreSQL unpacks itself: one parameter instead of ten
+# arrays whose every element the driver would encode in Python, and one row of two arrays back instead of a
+# row per event. As jsonb, each element is parsed once and its fields are read by position.
 _INSERT = text("""
 WITH inserted AS (
     INSERT INTO outbox (event_id, content_hash, edition, unit, province, indicator, period, num, den, comment,
                         key_id, client_addr)
-    SELECT t.event_id, t.content_hash, t.edition, t.unit, t.province, t.indicator, t.period, t.num, t.den,
-           t.comment, CAST(:key_id AS text), CAST(:client_addr AS text)
-    FROM json_to_recordset(CAST(:events AS json))
-         AS t("index" integer, event_id text, content_hash text, edition text, unit text, province text,
-              indicator text, period text, num numeric, den numeric, comment text)
-    ORDER BY t."index"  -- seqs follow the batch order: a later event in the batch wins over an earlier one
+    SELECT e->>0, e->>1, e->>2, e->>3, e->>4, e->>5, e->>6, CAST(e->>7 AS numeric), CAST(e->>8 AS numeric),
+           e->>9, CAST(:key_id AS text), CAST(:client_addr AS text)
+    FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS t(e, i)
+    ORDER BY t.i  -- seqs follow the batch order: a later event in the batch wins over an earlier one
     ON CONFLICT (event_id) DO NOTHING
     RETURNING seq, event_id
 )
@@ -41,10 +40,14 @@ SELECT coalesce(array_agg(event_id), '{}') AS event_ids, coalesce(array_agg(seq)
 async def insert_events(
     conn: AsyncConnection, events: Sequence[ValidEvent], *, key_id: str | None, client_addr: str | None
 ) -> dict[str, int]:
-    """Insert the events whose event_id is new; {event_id: seq} of those inserted."""
+    """Insert the events (in batch order) whose event_id is new; {event_id: seq} of those inserted."""
     if not events:
         return {}
-    document = orjson.dumps(events, default=str).decode()  # default: Decimal figures as exact strings
+    document = orjson.dumps([  # figures as their exact text
+        (e.event_id, e.content_hash, e.edition, e.unit, e.province, e.indicator, e.period,
+         None if e.num is None else str(e.num), None if e.den is None else str(e.den), e.comment)
+        for e in events
+    ]).decode()
     row = (await conn.execute(_INSERT, {"key_id": key_id, "client_addr": client_addr, "events": document})).one()
     return dict(zip(row.event_ids, row.seqs, strict=True))
 

@@ -92,6 +92,18 @@ async def test_a_batch_is_stored_in_the_outbox_before_the_answer(stack: Stack) -
     assert first["key_id"] == key.split("_")[1] and first["client_addr"] == "10.1.2.3"
 
 
+
+async def test_text_is_stored_exactly_as_sent(stack: Stack) -> None:
+    """The outbox document is unpacked by PostgreSQL: quotes, backslashes and any script come back intact."""
+    key = await stack.create_key()
+    comment = 'số liệu "tạm tính" \\ ước 🎯 Ω'
+    async with running(create_app(no_relay(stack))) as client:
+        response = await client.post("/v1/events", json={"events": [stock(event_id="t.1:a_b-c", comment=comment)]},
+                                     headers=auth(key))
+        assert response.status_code == 202, response.text
+    rows = await db_fetch(stack, "SELECT event_id, comment FROM outbox")
+    assert [(r["event_id"], r["comment"]) for r in rows] == [("t.1:a_b-c", comment)]
+
 async def test_numbers_are_stored_exactly_as_sent(stack: Stack) -> None:
     key = await stack.create_key()
     body = b'{"events": [{"unit": "803", "indicator": "cccd_issued", "period": "2024-07", ' \
