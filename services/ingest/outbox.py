@@ -7,7 +7,7 @@ decides the transaction. Hot paths are one set-based statement each (`json_to_re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,6 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.validation import ValidEvent
-from shared.events import AcceptedEvent
 
 # The batch travels as one JSON document, an array per event in the columns' order (orjson writes tuples of
 # strings five times faster than dataclasses), that PostgreSQL unpacks itself: one parameter instead of ten
@@ -80,13 +79,13 @@ async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | N
     return result.first()
 
 
-# The columns of the wire message (shared.events.AcceptedEvent, in its field order), figures as PostgreSQL's
-# text of the stored numeric: the digits str(Decimal) would give, without building a Decimal per row.
+# The fields of the wire message in AcceptedEvent.to_bytes' order (tests/integration/test_ingest_relay.py
+# holds them to it), read as columns of the same names; figures as PostgreSQL's text of the stored numeric.
+_WIRE_FIELDS = ("seq", "event_id", "edition", "unit", "province", "indicator", "period", "num", "den", "accepted_at")
 _CLAIM = """
 SELECT seq, event_id, edition, unit, province, indicator, period, num::text, den::text, accepted_at
 FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
 """
-_WIRE_FIELDS = tuple(f.name for f in fields(AcceptedEvent))
 
 
 @dataclass(slots=True)
