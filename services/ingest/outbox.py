@@ -16,6 +16,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.validation import ValidEvent
+from shared.events import encode, partition_key
 
 # The batch travels as one JSON document, an array per event in the columns' order (orjson writes tuples of
 # strings five times faster than dataclasses), that PostgreSQL unpacks itself: one parameter instead of ten
@@ -79,9 +80,7 @@ async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | N
     return result.first()
 
 
-# The fields of the wire message in AcceptedEvent.to_bytes' order (tests/integration/test_ingest_relay.py
-# holds them to it), read as columns of the same names; figures as PostgreSQL's text of the stored numeric.
-_WIRE_FIELDS = ("seq", "event_id", "edition", "unit", "province", "indicator", "period", "num", "den", "accepted_at")
+# The columns of shared.events.WIRE_FIELDS, in order; figures as PostgreSQL's text of the stored numeric.
 _CLAIM = """
 SELECT seq, event_id, edition, unit, province, indicator, period, num::text, den::text, accepted_at
 FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -106,8 +105,7 @@ async def claim_unpublished(conn: AsyncConnection, limit: int) -> Claimed:
         accepted_at = row[-1]
         stamp = stamps.get(accepted_at) or stamps.setdefault(accepted_at, accepted_at.isoformat())
         claimed.seqs.append(row[0])
-        claimed.messages.append((f"{row[2]}/{row[4]}".encode(),  # AcceptedEvent.partition_key
-                                 orjson.dumps(dict(zip(_WIRE_FIELDS, (*row[:-1], stamp), strict=True)))))
+        claimed.messages.append((partition_key(row[2], row[4]), encode((*row[:-1], stamp))))
     return claimed
 
 
