@@ -157,7 +157,8 @@ class BenchStack:
         """CPU time used so far by each service, our PostgreSQL (every backend), the broker and this process."""
         used = {name: _cpu(p.proc.pid) for name, p in self.procs.items() if p.proc.poll() is None}
         if self.pg is not None and self.pg.pid is not None:
-            used["postgres"] = sum(_cpu(pid) for pid in _family(self.pg.pid))
+            # Backends that exited meanwhile are counted in the postmaster's children's time (it reaps them).
+            used["postgres"] = _cpu(self.pg.pid, reaped=True) + sum(_cpu(pid) for pid in _children(self.pg.pid))
         if self.broker is not None and self.broker.pid is not None:
             used["tansu"] = _cpu(self.broker.pid)
         times = os.times()
@@ -235,19 +236,19 @@ async def _fresh_database(server_url: str) -> str:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu(pid: int) -> float:
-    """utime + stime of a process, in seconds (0 when it is gone)."""
+def _cpu(pid: int, *, reaped: bool = False) -> float:
+    """utime + stime of a process, in seconds (0 when it is gone); `reaped`: plus its waited-for children's."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
     fields = raw[raw.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return sum(int(f) for f in fields[11 : 15 if reaped else 13]) / _TICK
 
 
-def _family(parent: int) -> list[int]:
-    """A process and its children (PostgreSQL's backends are all children of the postmaster)."""
-    members = [parent]
+def _children(parent: int) -> list[int]:
+    """The live children of a process (PostgreSQL's backends are all children of the postmaster)."""
+    members = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
