@@ -48,4 +48,5 @@ async def scenario(stack: BenchStack, sizes: Sizes, legacy: Legacy) -> tuple[lis
     note(f"{produced:,} events applied in {elapsed:.2f} s after the partitions were assigned: {rate:,.0f} events/s")
     figure = Figure("2 aggregate", f"events/s applied by one aggregator from a pre-filled topic "
                     f"({produced:,} events)", rate, "events/s", target=(">=", 50_000), floor=(">=", 20_000))
-    return [figure], {"events": produced, "seconds": elapsed, "cpu_cores": cpu}
+    details = {"events": produced, "seconds": elapsed, "cpu_cores": cpu}
+    return [figure, *meter.per_event("2 aggregate", "aggregate", produced)], details

@@ -62,8 +62,8 @@ def _bound(bound: Bound, unit: str) -> str:
 
 
 def _number(value: float, unit: str) -> str:
-    if unit == "ms":
-        return f"{value:,.1f} ms" if value >= 10 else f"{value:,.2f} ms"
+    if unit in ("ms", "µs"):
+        return f"{value:,.1f} {unit}" if value >= 10 else f"{value:,.2f} {unit}"
     if unit == "x":
         return f"{value:,.0f}×" if value >= 10 else f"{value:,.1f}×"
     return f"{value:,.0f} {unit}"

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.report import Figure
 from shared.auth import create_key
 from shared.db import make_engine, plain_url, transaction
 from shared.devstack import LocalBroker, LocalPostgres, free_port
@@ -267,15 +268,22 @@ class CpuMeter:
         self.stack = stack
         self.start = stack.cpu_seconds()
         self.started = time.monotonic()
-
-    def shares(self) -> dict[str, float]:
-        now, elapsed = self.stack.cpu_seconds(), time.monotonic() - self.started
-        return {name: round((now[name] - self.start.get(name, 0.0)) / elapsed, 2) for name in now}
+        self.used: dict[str, float] = {}  # CPU seconds of each part between start and report()
 
     def report(self) -> dict[str, float]:
-        shares = self.shares()
+        now, elapsed = self.stack.cpu_seconds(), time.monotonic() - self.started
+        self.used = {name: now[name] - self.start.get(name, 0.0) for name in now}
+        shares = {name: round(used / elapsed, 2) for name, used in self.used.items()}
         note("cpu (cores): " + ", ".join(f"{name} {share:.2f}" for name, share in shares.items()))
         return shares
+
+    def per_event(self, scenario: str, service: str, events: int) -> list[Figure]:
+        """µs of CPU per event of the service and of PostgreSQL: unlike events/s, these hardly move with what
+        else the machine is running, so runs on a busy machine can still be compared with quiet ones.
+        PostgreSQL is left out when it is not ours (--database-url): its CPU is not ours to read."""
+        parts = {f"the {service} process": self.used.get(service), "PostgreSQL": self.used.get("postgres")}
+        return [Figure(scenario, f"CPU per event: {part}", 1e6 * used / events, "µs")
+                for part, used in parts.items() if used is not None and events]
 
 
 def _vm_hwm(pid: int) -> int:
