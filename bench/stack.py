@@ -278,8 +278,9 @@ class CpuMeter:
         return shares
 
     def per_event(self, scenario: str, service: str, events: int) -> list[Figure]:
-        """µs of CPU per event of the service and of PostgreSQL: unlike events/s, these hardly move with what
-        else the machine is running, so runs on a busy machine can still be compared with quiet ones.
+        """µs of CPU per event of the service and of PostgreSQL: what a change costs or saves, apart from how
+        much of the machine the run got. It still grows on a busy host (shared caches and cores run slower),
+        so compare runs at similar speed probes.
         PostgreSQL is left out when it is not ours (--database-url): its CPU is not ours to read."""
         parts = {f"the {service} process": self.used.get(service), "PostgreSQL": self.used.get("postgres")}
         return [Figure(scenario, f"CPU per event: {part}", 1e6 * used / events, "µs")
