@@ -70,8 +70,8 @@ class IngestSettings(CommonSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, validation_alias=env("INGEST_MAX_BODY_BYTES"))
     db_role: DbRole = Field("d06_ingest", validation_alias=env("INGEST_DB_ROLE"))
     # Per-key token bucket (shared/limits.py), per replica: requests a second sustained, and at once.
-    # Generous by default so benchmarks are not throttled; 0 turns it off. docs/security.md has
-    # production values.
+    # Generous by default so benchmarks are not throttled; 0 turns it off. The prod overlay sets production
+    # values (docs/security.md).
     rate_limit: float = Field(1000.0, ge=0, validation_alias=env("INGEST_RATE_LIMIT"))
     rate_burst: int = Field(2000, ge=1, validation_alias=env("INGEST_RATE_BURST"))
     # Rows a relay round claims and publishes. A round has fixed costs (round trips to the database and the
