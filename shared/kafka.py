@@ -37,7 +37,7 @@ async def existing_topics(bootstrap: str) -> set[str]:
         await bounded(admin.close())
 
 
-async def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> bool:
+async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int = 1) -> bool:
     """Create the topics that are missing; True if any had to be created (the log is new)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await bounded(admin.start())
@@ -49,7 +49,7 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> b
             with contextlib.suppress(TopicAlreadyExistsError):
                 await bounded(
                     admin.create_topics(
-                        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                        [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
                     )
                 )
             log.info("created topics %s with %d partitions", missing, partitions)

@@ -53,6 +53,9 @@ class CommonSettings(BaseSettings):
         "d06.events.dead", validation_alias=env("D06_DEAD_LETTER_TOPIC")
     )
     topic_partitions: int = Field(8, validation_alias=env("D06_TOPIC_PARTITIONS"))
+    # Replicas of a topic the services create because it is missing (a new or emptied broker); a cluster's
+    # topics come from its KafkaTopic objects, and this must match them (tests/unit/test_deploy.py).
+    topic_replication: int = Field(1, ge=1, validation_alias=env("D06_TOPIC_REPLICATION"))
     db_pool_size: int = Field(10, validation_alias=env("D06_DB_POOL_SIZE"))
     log_level: str = Field("INFO", validation_alias=env("D06_LOG_LEVEL"))
 

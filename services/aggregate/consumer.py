@@ -137,7 +137,8 @@ class Aggregator:
     async def _connect(self) -> None:
         s = self._settings
         await bounded(
-            ensure_topics(s.kafka_bootstrap, [s.events_topic, s.dead_letter_topic], s.topic_partitions),
+            ensure_topics(s.kafka_bootstrap, [s.events_topic, s.dead_letter_topic], s.topic_partitions,
+                          s.topic_replication),
             2 * BROKER_TIMEOUT,
         )
         self._producer = make_producer(s.kafka_bootstrap)

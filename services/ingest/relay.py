@@ -226,8 +226,12 @@ class Relay:
             log.warning("relay: %s has %d partitions, settings say %d; keeping the topic as it is",
                         topic, state.partitions, self.settings.topic_partitions)
         if any(t not in state.all_topics for t in self.topics):
-            await bounded(ensure_topics(bootstrap, self.topics, self.settings.topic_partitions), 30)
+            await self._ensure_topics()
         self._checked_at = time.monotonic()
+
+    async def _ensure_topics(self) -> None:
+        s = self.settings
+        await bounded(ensure_topics(s.kafka_bootstrap, self.topics, s.topic_partitions, s.topic_replication), 30)
 
     async def _recover(self, why: str) -> None:
         bootstrap, topic = self.settings.kafka_bootstrap, self.settings.events_topic
@@ -239,7 +243,7 @@ class Relay:
             # Re-created by some client's metadata request with the broker's default partition count;
             # it holds nothing we keep, and keys must map to partitions as configured.
             await delete_topic(bootstrap, topic)
-        await bounded(ensure_topics(bootstrap, self.topics, self.settings.topic_partitions), 30)
+        await self._ensure_topics()
         self._stage = "database"
         async with transaction(self.engine) as conn:
             recovery = await outbox.recover_lost_log(conn, topic)

@@ -236,6 +236,10 @@ def test_each_service_gets_its_role_its_database_and_the_topic(
     assert settings.topic_partitions == topics[settings.events_topic]["partitions"], (
         "D06_TOPIC_PARTITIONS must equal the topic's partitions: the relay compares them"
     )
+    for topic in (settings.events_topic, settings.dead_letter_topic):
+        assert settings.topic_replication == topics[topic]["replicas"], (
+            "a topic the services re-create (an emptied broker) must be as replicated as its KafkaTopic"
+        )
 
     (init,) = pod["initContainers"]
     assert init["command"] == ["python", "/opt/d06/tools/wait_for_schema.py"]
