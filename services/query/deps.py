@@ -169,6 +169,7 @@ async def principal_of(state: QueryState, scope: Scope, lazy: LazyConnection) ->
     # Kept from an earlier lookup until api_keys changes (keys.py), so revocation and expiry still act at
     # once. `last_used_at` is not touched: this role may only SELECT (docs/security.md).
     principal = state.keys.get(token)
+    state.metrics.keys.labels("miss" if principal is None else "hit").inc()
     if principal is None:
         generation = state.keys.generation
         principal = await authenticate(await lazy.get(), token, touch=False)

@@ -45,10 +45,19 @@ class QueryMetrics:
             "Answers looked up in memory before reading PostgreSQL, by endpoint and result (hit, miss).",
             ["endpoint", "result"], registry=registry,
         )
+        # API keys known from an earlier lookup (keys.py): misses are a key's first use, a key change
+        # announced on api_keys, or, without LISTEN (a read replica), a key unused for QUERY_CACHE_TTL_SECONDS.
+        self.keys = Counter(
+            "d06_query_key_lookups_total",
+            "API keys looked up in memory before reading PostgreSQL, by result (hit, miss).",
+            ["result"], registry=registry,
+        )
         self.hierarchy_units = Gauge(
             "d06_query_hierarchy_units", "Units in the in-memory hierarchy (0 until it is loaded).",
             registry=registry,
         )
+        for result in ("hit", "miss"):
+            self.keys.labels(result)
         for endpoint in ENDPOINTS:  # so every series exists at 0 from the start
             self.not_modified.labels(endpoint)
             self.rows_read.labels(endpoint)

@@ -7,6 +7,7 @@ is sent by hand: a kept answer is served until its province tree is announced, w
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -160,3 +161,22 @@ async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> No
     finally:
         await engine.dispose()
         await listener.close()
+
+
+async def test_a_known_key_is_not_read_again_until_it_changes(stack: Stack, api: httpx.AsyncClient) -> None:
+    def lookups(metrics: str) -> dict[str, float]:
+        found = re.findall(r'^d06_query_key_lookups_total\{result="(\w+)"\} (\S+)$', metrics, re.MULTILINE)
+        return {result: float(n) for result, n in found}
+
+    for _ in range(3):
+        assert (await api.get(LONG_AN)).status_code == 200
+    seen = lookups((await api.get("/metrics")).text)
+    assert seen["hit"] >= 2 and seen["miss"] == 1  # read once, then known
+    await sql(stack, "UPDATE api_keys SET roles = '{read,submit}'")  # still a reader, but a change
+    for _ in range(100):  # the announcement arrives a moment after the commit
+        assert (await api.get(LONG_AN)).status_code == 200
+        if lookups((await api.get("/metrics")).text)["miss"] > 1:
+            break
+        await asyncio.sleep(0.01)
+    assert (await api.get(LONG_AN)).status_code == 200
+    assert lookups((await api.get("/metrics")).text)["miss"] == 2  # forgotten, read again once, known again
