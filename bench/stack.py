@@ -23,7 +23,7 @@ import httpx
 
 from bench.report import Figure
 from shared.auth import create_key
-from shared.db import make_engine, plain_url, transaction
+from shared.db import create_database, make_engine, plain_url, transaction
 from shared.devstack import LocalBroker, LocalPostgres, free_port
 from shared.migrate import load_reference_data, upgrade
 
@@ -83,7 +83,7 @@ class BenchStack:
             step(f"PostgreSQL 18 (embedded): starting on 127.0.0.1:{port}, data in {self.run_dir / 'pgdata'}")
             self.pg = LocalPostgres(self.run_dir / "pgdata", port)
             self.pg.start()
-            self.database_url = asyncio.run(_fresh_database(self.pg.url))
+            self.database_url = asyncio.run(create_database(self.pg.url, DATABASE, replace=True))  # same start
         else:
             step(f"PostgreSQL: using {self.database_url.split('@')[-1]}")
         if self.kafka_bootstrap is None:
@@ -222,16 +222,6 @@ class BenchStack:
             await conn.close()
 
 
-async def _fresh_database(server_url: str) -> str:
-    """The benchmark's database, dropped and created anew: every run starts from the same state."""
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await conn.close()
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{DATABASE}"
 
 
 _TICK = os.sysconf("SC_CLK_TCK")

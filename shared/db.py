@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -27,6 +28,31 @@ def async_url(url: str) -> str:
 def plain_url(url: str) -> str:
     """The libpq form of a URL (for asyncpg directly, alembic and psql)."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def create_database(server_url: str, name: str, *, template: str | None = None, replace: bool = False) -> str:
+    """Create database `name` on the server of `server_url` unless it exists (`replace`: drop it first, with
+    its connections), as a copy of `template` if given; returns the new database's URL. For `make run`, the
+    benchmark and the tests: a deployment's database is created by its operator."""
+    if replace:
+        await drop_database(server_url, name)
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    finally:
+        await conn.close()
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """Drop database `name` if it exists, closing its connections."""
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 # A connection that sat unused this long is pinged before it is handed out, as pool_pre_ping would do for

@@ -15,11 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from shared.auth import authenticate, create_key
-from shared.db import make_engine, plain_url, transaction
+from shared.db import create_database, make_engine, transaction
 from shared.devstack import LocalBroker, LocalPostgres
 from shared.migrate import load_reference_data, upgrade
 from shared.settings import DEV_BROKER_PORT, DEV_PG_PORT
@@ -50,17 +49,6 @@ INGEST, AGGREGATE, QUERY = SERVICES
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-async def _ensure_database(server_url: str) -> str:
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-            await conn.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await conn.close()
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{DATABASE}"
 
 
 
@@ -143,20 +131,14 @@ def run(reset: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        server_url = os.environ.get("DATABASE_URL")
-        if server_url:
-            step(f"PostgreSQL: using DATABASE_URL ({server_url.split('@')[-1]})")
+        url = os.environ.get("DATABASE_URL")
+        if url:
+            step(f"PostgreSQL: using DATABASE_URL ({url.split('@')[-1]})")
         else:
             step(f"PostgreSQL 18 (embedded): starting on 127.0.0.1:{PG_PORT}, data in .run/pgdata")
             pg = LocalPostgres(RUN / "pgdata", PG_PORT)
             pg.start()
-            server_url = pg.url
-        if pg is not None:
-            if reset:
-                asyncio.run(_drop_database(server_url))
-            url = asyncio.run(_ensure_database(server_url))
-        else:
-            url = server_url
+            url = asyncio.run(create_database(pg.url, DATABASE, replace=reset))
         step("database: applying migrations")
         upgrade(url)
         step("hierarchy: loading both editions (legacy 63/696/10,035 and 2025 34/3,321); catalogue")
@@ -209,14 +191,6 @@ def run(reset: bool = False) -> int:
             pg.stop()
         print("stopped; data kept in .run/ for the next `make run`")
     return 0
-
-
-async def _drop_database(server_url: str) -> None:
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 def _banner(key: str) -> None:

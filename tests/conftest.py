@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
 
 from shared.auth import create_key
-from shared.db import make_engine, plain_url, transaction
+from shared.db import create_database, drop_database, make_engine, transaction
 from shared.devstack import LocalBroker, LocalPostgres, free_port
 from shared.hierarchy import Hierarchy, read_dataset
 from shared.migrate import load_reference_data, upgrade
@@ -104,15 +103,6 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def _prepare_template(server_url: str) -> None:
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {TEMPLATE}")
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -139,22 +129,14 @@ def infra() -> Iterator[Infra]:
             pg.stop()
             shutil.rmtree(pg.data_dir, ignore_errors=True)
         else:
-            _run(_drop_template(server_url))
+            _run(drop_database(server_url, TEMPLATE))
 
 
 def build_template(infra: Infra) -> None:
     """The migrated schema with both hierarchy editions and the catalogue, copied by every test."""
-    _run(_prepare_template(infra.server_url))
+    _run(create_database(infra.server_url, TEMPLATE, replace=True))
     upgrade(infra.url_for(TEMPLATE))
     _run(load_reference_data(infra.url_for(TEMPLATE)))
-
-
-async def _drop_template(server_url: str) -> None:
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 
@@ -167,11 +149,7 @@ def hierarchy() -> Hierarchy:
 @pytest.fixture
 async def stack(infra: Infra) -> AsyncIterator[Stack]:
     name = f"d06_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(plain_url(infra.server_url))
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    finally:
-        await admin.close()
+    await create_database(infra.server_url, name, template=TEMPLATE)
     topic = f"t{uuid.uuid4().hex[:10]}"
     yield Stack(
         infra=infra,
@@ -180,8 +158,4 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
         events_topic=f"{topic}.events",
         dead_letter_topic=f"{topic}.dead",
     )
-    admin = await asyncpg.connect(plain_url(infra.server_url))
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    await drop_database(infra.server_url, name)

@@ -19,10 +19,9 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
-from shared.db import plain_url
+from shared.db import create_database
 from shared.devstack import LocalBroker, LocalPostgres, free_port
 from shared.hierarchy import Unit, read_dataset
 from tests.conftest import RUN_DIR, TEMPLATE, Infra, Stack, build_template
@@ -51,18 +50,10 @@ def own_infra() -> Iterator[Infra]:
         shutil.rmtree(pg.data_dir, ignore_errors=True)
 
 
-async def _create(server_url: str, name: str, template: str) -> None:
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def fault_stack(own_infra: Infra) -> Stack:
     name = f"d06_f_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_create(own_infra.server_url, name, TEMPLATE))
+    asyncio.run(create_database(own_infra.server_url, name, template=TEMPLATE))
     topic = f"f{uuid.uuid4().hex[:8]}"
     return Stack(
         infra=own_infra, database_url=own_infra.url_for(name), kafka_bootstrap=own_infra.kafka_bootstrap,

@@ -245,6 +245,11 @@ async def test_events_roll_up_and_redelivery_changes_nothing(stack: Stack, hiera
     assert await query(stack, snapshot_sql()) == before
     assert len(await query(stack, "SELECT 1 FROM dead_letters")) == 3
 
+    await no_differences(stack, hierarchy)
+
+
+async def no_differences(stack: Stack, hierarchy: Hierarchy) -> None:
+    """`d06 rollups verify`'s check: every rollup equals its recomputation from the facts."""
     engine = make_engine(stack.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:

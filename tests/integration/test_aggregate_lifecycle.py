@@ -10,12 +10,11 @@ import time
 import uuid
 from decimal import Decimal
 
-import asyncpg
 import httpx
 
 from services.aggregate.app import create_app
 from shared.catalog import load_catalog
-from shared.db import make_engine, plain_url
+from shared.db import create_database, drop_database, make_engine
 from shared.devstack import free_port
 from shared.events import AcceptedEvent
 from shared.hierarchy import Hierarchy
@@ -30,6 +29,7 @@ from tests.integration.test_aggregate import (
     eventually,
     merge,
     metric,
+    no_differences,
     offsets,
     produce,
     query,
@@ -37,15 +37,6 @@ from tests.integration.test_aggregate import (
     row,
     running,
 )
-
-
-async def no_differences(stack: Stack, hierarchy: Hierarchy) -> None:
-    engine = make_engine(stack.database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            assert await verify(conn, hierarchy, load_catalog()) == []
-    finally:
-        await engine.dispose()
 
 
 async def test_starts_before_its_database_exists_and_becomes_ready(stack: Stack) -> None:
@@ -60,11 +51,7 @@ async def test_starts_before_its_database_exists_and_becomes_ready(stack: Stack)
         assert answer.status_code == 503
         assert {"database", "hierarchy", "broker"} <= set(answer.json()["failing"])
 
-        admin = await asyncpg.connect(plain_url(stack.infra.server_url))
-        try:
-            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-        finally:
-            await admin.close()
+        await create_database(stack.infra.server_url, name, template=TEMPLATE)
         try:
             async def ready() -> bool:
                 return (await client.get("/readyz")).status_code == 200
@@ -74,11 +61,7 @@ async def test_starts_before_its_database_exists_and_becomes_ready(stack: Stack)
             await caught_up(late_stack, f"g-{name}", await produce(late_stack, [event(1, "27991", 42)]))
             assert (await row(late_stack, "803"))["comp_num"] == 42
         finally:
-            admin = await asyncpg.connect(plain_url(stack.infra.server_url))
-            try:
-                await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            finally:
-                await admin.close()
+            await drop_database(stack.infra.server_url, name)
 
 
 async def test_shuts_down_promptly_when_nothing_is_reachable(stack: Stack) -> None:
