@@ -6,13 +6,14 @@ is a set-based `unnest` or a `Select` that Postgres aggregates itself.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -106,3 +107,9 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """The one place a unit of work commits (or rolls back on any exception)."""
     async with engine.begin() as conn:
         yield conn
+
+
+async def ping(engine: AsyncEngine, seconds: float = 3.0) -> None:
+    """The readiness check of every service: one round trip to the database, bounded in time."""
+    async with asyncio.timeout(seconds), engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

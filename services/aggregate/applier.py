@@ -15,7 +15,7 @@ from collections import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.aggregate.metrics import AggregateMetrics, Outcome, Reason
-from services.aggregate.retry import describe
+from shared.retry import describe
 from services.aggregate.service import BatchResult, Tree, apply_messages, is_content_error
 from services.aggregate.validation import DeadLetter, Message, dead_letter
 from shared.events import AcceptedEvent

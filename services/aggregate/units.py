@@ -13,7 +13,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.aggregate.retry import Backoff, describe, sleep_or_stop
+from shared.retry import Backoff, describe, sleep_or_stop
 from services.aggregate.service import Tree
 from shared.catalog import Catalog
 from shared.hierarchy import Hierarchy, fetch_hierarchy

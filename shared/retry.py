@@ -1,7 +1,8 @@
 """Waiting without giving up and without ignoring a shutdown: capped exponential back-off.
 
-Every dependency of the aggregator (Postgres, the broker) may be down when it starts or vanish while it
-runs; it keeps trying at a pace that does not hammer them, and a SIGTERM cuts any wait short.
+Every dependency of a service (Postgres, the broker) may be down when it starts or vanish while it runs;
+each background task keeps trying at a pace that does not hammer them, and a shutdown cuts any wait short.
+One implementation for every such loop, so that all of them jitter and cap alike.
 """
 
 from __future__ import annotations
