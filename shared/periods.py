@@ -22,6 +22,23 @@ class PeriodType(StrEnum):
     YEAR = "year"
 
 
+# How a message names a period type, in prose and by example: one table, so that ingest's rejections
+# and the query service's answers say the same thing.
+NOUN = {
+    PeriodType.DAY: "a day",
+    PeriodType.MONTH: "a month",
+    PeriodType.QUARTER: "a quarter",
+    PeriodType.HALF: "a half-year",
+    PeriodType.YEAR: "a year",
+}
+ADVERB = {
+    PeriodType.DAY: "daily (2024-07-15)",
+    PeriodType.MONTH: "monthly (2024-07)",
+    PeriodType.QUARTER: "quarterly (2024-Q3)",
+    PeriodType.HALF: "six-monthly (2024-H1)",
+    PeriodType.YEAR: "yearly (2024)",
+}
+
 # Coarseness order: a period type can be derived from any type left of it.
 _ORDER = [PeriodType.DAY, PeriodType.MONTH, PeriodType.QUARTER, PeriodType.HALF, PeriodType.YEAR]
 

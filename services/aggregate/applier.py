@@ -15,10 +15,10 @@ from collections import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.aggregate.metrics import AggregateMetrics, Outcome, Reason
-from shared.retry import describe
 from services.aggregate.service import BatchResult, Tree, apply_messages, is_content_error
 from services.aggregate.validation import DeadLetter, Message, dead_letter
 from shared.events import AcceptedEvent
+from shared.retry import describe
 
 log = logging.getLogger("d06.aggregate.applier")
 

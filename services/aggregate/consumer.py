@@ -31,11 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.aggregate import repository as repo
 from services.aggregate.applier import BatchApplier, Verdicts
 from services.aggregate.metrics import AggregateMetrics
-from shared.retry import Backoff, describe, sleep_or_stop
 from services.aggregate.service import Tree
 from services.aggregate.units import HierarchyCache
 from services.aggregate.validation import DeadLetter, Message, classify, needs_fresher_hierarchy, recheck
 from shared.kafka import bounded, ensure_topics, make_producer
+from shared.retry import Backoff, describe, sleep_or_stop
 from shared.settings import AggregateSettings
 
 log = logging.getLogger("d06.aggregate.consumer")

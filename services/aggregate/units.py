@@ -13,10 +13,10 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.retry import Backoff, describe, sleep_or_stop
 from services.aggregate.service import Tree
 from shared.catalog import Catalog
 from shared.hierarchy import Hierarchy, fetch_hierarchy
+from shared.retry import Backoff, describe, sleep_or_stop
 
 log = logging.getLogger("d06.aggregate.units")
 

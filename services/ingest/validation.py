@@ -27,7 +27,7 @@ from shared.catalog import Catalog, Indicator
 from shared.errors import MalformedJson, ValidationFailed, problem_type, safe_echo
 from shared.hierarchy import NATION, REFORM_DATE, Edition, Hierarchy, Unit, edition_for
 from shared.limits import unsafe_character
-from shared.periods import Period, PeriodError, PeriodType, parse_period
+from shared.periods import ADVERB, NOUN, Period, PeriodError, parse_period
 
 FIELDS = ("event_id", "unit", "edition", "indicator", "period", "value", "numerator", "denominator", "comment")
 _FIELD_SET = frozenset(FIELDS)
@@ -41,22 +41,6 @@ MAX_PERIOD_CODE = len("2024-07-15")
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNKNOWN_GROUP = "unknown"  # metrics label for events whose indicator is not in the catalogue
 Fail = Any  # the `fail(field, message)` callback of validate_event
-
-_ADVERB = {
-    PeriodType.DAY: "daily (2024-07-15)",
-    PeriodType.MONTH: "monthly (2024-07)",
-    PeriodType.QUARTER: "quarterly (2024-Q3)",
-    PeriodType.HALF: "six-monthly (2024-H1)",
-    PeriodType.YEAR: "yearly (2024)",
-}
-_NOUN = {
-    PeriodType.DAY: "a day",
-    PeriodType.MONTH: "a month",
-    PeriodType.QUARTER: "a quarter",
-    PeriodType.HALF: "a half-year",
-    PeriodType.YEAR: "a year",
-}
-
 
 class RejectReason(StrEnum):
     """Why an event was refused; also the bounded `reason` label of the rejection metric."""
@@ -395,8 +379,8 @@ def _period(code: Any, indicator: Indicator | None, today: date, fail: Fail) -> 
         fail("period", f"{code} has not started yet (today is {today.isoformat()} in Vietnam)")
         return None
     if indicator is not None and period.type is not indicator.period_type:
-        fail("period", f"{indicator.code} is reported {_ADVERB[indicator.period_type]}; "
-                       f"{code} is {_NOUN[period.type]}")
+        fail("period", f"{indicator.code} is reported {ADVERB[indicator.period_type]}; "
+                       f"{code} is {NOUN[period.type]}")
         return None
     return period
 

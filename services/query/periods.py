@@ -15,20 +15,11 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from shared.catalog import Indicator, Measure
-from shared.periods import Period, PeriodError, PeriodType, is_finer_or_equal, period_containing
+from shared.periods import NOUN, Period, PeriodError, PeriodType, is_finer_or_equal, period_containing
 from shared.values import Pair, add, as_number, display_value, pair_or_none
 
 # A series longer than this is refused rather than silently cut: ten years of months.
 MAX_SERIES_POINTS = 120
-
-_TYPE_NOUN = {
-    PeriodType.DAY: "a day",
-    PeriodType.MONTH: "a month",
-    PeriodType.QUARTER: "a quarter",
-    PeriodType.HALF: "a half year",
-    PeriodType.YEAR: "a year",
-}
-
 
 class Source(StrEnum):
     REPORTED = "reported"
@@ -114,7 +105,7 @@ def native_periods(indicator: Indicator, period: Period) -> list[Period]:
     if not is_finer_or_equal(native, period.type):
         raise FinerThanNative(
             f"'{indicator.code}' is reported per {native}: {period.code} is shorter than "
-            f"{_TYPE_NOUN[native]}; ask for a {native} or a coarser period"
+            f"{NOUN[native]}; ask for a {native} or a coarser period"
         )
     return period.native_periods(native)
 
