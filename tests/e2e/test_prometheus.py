@@ -15,7 +15,7 @@ import pytest
 from shared.devstack import free_port
 from tests.conftest import Stack
 from tests.e2e.processes import MODULES, ServiceProcesses, start_services
-from tests.unit.deploy_toolchain import prometheus
+from tests.fixtures.deploy_toolchain import prometheus
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """Monitoring, checked offline with the real tools: every metric the alerts, the dashboard and the runbook name
 is one the services export (read from the metrics modules themselves, not from a list kept here), promtool
 checks and unit-tests the alerts and accepts each service's exposition.
-The tools are installed on first use into .run/tools/ (tests/unit/deploy_toolchain.py); a missing tool fails.
+The tools are installed on first use into .run/tools/ (tests/fixtures/deploy_toolchain.py); a missing tool fails.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from tests.unit import deploy_toolchain as tools
-from tests.unit.test_deploy import DEPLOY, ROOT, SERVICES, run
+from tests.fixtures import deploy_toolchain as tools
+from tests.fixtures.deployment import DEPLOY, ROOT, SERVICES, run
 
 METRICS_MODULES = ("services.ingest.metrics", "services.aggregate.metrics", "services.query.metrics",
                    "shared.observability")

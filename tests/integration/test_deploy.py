@@ -4,7 +4,7 @@ models generated from their CRDs, promtool checks and unit-tests the alerts, had
 
 Then what no schema knows: the settings each Deployment's environment gives the service, the hardening of every
 container, the aggregator never outnumbering the partitions. Alerts and metrics: test_monitoring.py.
-The tools are installed on first use into .run/tools/ (tests/unit/deploy_toolchain.py); a missing tool fails.
+The tools are installed on first use into .run/tools/ (tests/fixtures/deploy_toolchain.py); a missing tool fails.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,19 +25,12 @@ import pytest
 import yaml
 
 from shared.settings import AggregateSettings, CommonSettings, IngestSettings, QuerySettings
-from tests.unit import deploy_toolchain as tools
+from tests.fixtures import deploy_toolchain as tools
+from tests.fixtures.deployment import DEPLOY, ROOT, SERVICES, run
 
-ROOT = tools.ROOT
-DEPLOY = ROOT / "deploy"
 OVERLAYS = sorted(p.name for p in (DEPLOY / "k8s" / "overlays").iterdir() if p.is_dir())
 KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")  # the oldest release we support and the newest the validator knows
-SERVICES = {"ingest": (IngestSettings, 8001), "aggregate": (AggregateSettings, 8002), "query": (QuerySettings, 8003)}
 LIBPQ_VARIABLES = {"PGPASSWORD", "PGSSLMODE"}  # read by asyncpg itself, not by shared/settings.py
-
-
-def run(cmd: list[str], *, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=tools.tool_env(),
-                          check=False)
 
 
 # ---- rendering --------------------------------------------------------------------------------------------
