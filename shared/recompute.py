@@ -66,6 +66,7 @@ def recompute(reported: Mapping[Key, Amount | None], hierarchy: Hierarchy, catal
     parent counts it once in `reporting` when it has one.
     """
     above: dict[tuple[str, str], tuple[str, ...]] = {}
+    summed = {indicator: is_summed(catalog, indicator) for indicator in {k[2] for k in reported}}
 
     def chain(edition: str, unit: str) -> tuple[str, ...]:
         if (edition, unit) not in above:
@@ -78,7 +79,7 @@ def recompute(reported: Mapping[Key, Amount | None], hierarchy: Hierarchy, catal
             continue
         keys.add(key)
         edition, unit, indicator, period = key
-        if is_summed(catalog, indicator):
+        if summed[indicator]:
             keys.update((edition, parent, indicator, period) for parent in chain(edition, unit))
 
     computed: dict[Key, Amount] = {}
@@ -90,7 +91,7 @@ def recompute(reported: Mapping[Key, Amount | None], hierarchy: Hierarchy, catal
             if effective is None:
                 effective = computed.get(key)
             parents = chain(edition, unit)
-            if effective is None or not parents or not is_summed(catalog, indicator):
+            if effective is None or not parents or not summed[indicator]:
                 continue
             parent_key = (edition, parents[0], indicator, period)
             held = computed.get(parent_key)
