@@ -1,25 +1,31 @@
 """`d06 rollups verify`: compare the stored read model with a from-scratch recomputation.
 
-Two checks, both independent of the aggregator's incremental code:
-1. every (edition, unit, indicator, period) holds as `reported` the highest-seq event the outbox
-   accepted for it (dead letters aside) — nothing lost, nothing stale;
-2. every `computed` and `reporting` equals the bottom-up sum of the reported values (shared.recompute).
+The facts are the latest event the outbox accepted for each (edition, unit, indicator, period), dead
+letters aside; from them alone the oracle (shared.recompute) derives every row, and every column the
+facts determine is compared:
+- `rep_seq`, `rep_num`/`rep_den` (reported): the latest accepted event of the key — nothing lost, nothing stale;
+- `comp_num`/`comp_den` (computed) and `reporting`: the bottom-up sum of the facts below the key.
+Because the recomputation never reads a stored row, one corrupted column shows as one difference, at
+its own key. `accepted_at` and `updated_at` are not compared: they say which batch last changed a row,
+which depends on the order the events arrived in, not on the facts.
+
+Nothing here comes from the aggregator: not its parent relation, its rule for unknown indicators, its
+arithmetic or its value type. The hierarchy and the catalogue are the only things both read.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.catalog import Catalog
-from shared.hierarchy import NATION, Hierarchy
-from shared.recompute import Expected, Key, recompute
-from shared.values import Pair, pair_or_none
+from shared.hierarchy import Hierarchy
+from shared.recompute import Amount, Expected, Key, recompute
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +43,26 @@ class Difference:
         )
 
 
-def _fmt(pair: Pair | None) -> str:
-    if pair is None:
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    seq: int | None
+    reported: Amount | None
+    computed: Amount | None
+    reporting: int
+
+
+_ABSENT = _Stored(None, None, None, 0)
+
+
+def _amount(num: Decimal | None, den: Decimal | None) -> Amount | None:
+    return None if num is None else (num, den)
+
+
+def _fmt(amount: Amount | None) -> str:
+    if amount is None:
         return "null"
-    return f"{pair.num}" if pair.den is None else f"{pair.num}/{pair.den}"
-
-
-def materialized_parent(hierarchy: Hierarchy) -> Callable[[str, str], str | None]:
-    """The parent whose row the aggregator writes: none above the province (the nation is read-time)."""
-
-    def parent_of(edition: str, code: str) -> str | None:
-        unit = hierarchy.get(edition, code)
-        if unit is None or unit.parent_code in (None, NATION):
-            return None
-        return unit.parent_code
-
-    return parent_of
+    num, den = amount
+    return f"{num}" if den is None else f"{num}/{den}"
 
 
 def _progress(message: str) -> None:
@@ -69,6 +79,12 @@ async def verify(
     indicator: str | None = None,
     check_outbox: bool = True,
 ) -> list[Difference]:
+    """Every difference between the rollups and their recomputation, in key order.
+
+    `check_outbox=False` takes the stored reported values as the facts (for a database whose outbox
+    was not filled, as when events are produced straight onto the topic): then only the computed and
+    reporting columns are checked.
+    """
     started = time.perf_counter()
     params = {"edition": edition, "indicator": indicator}
     where = "(CAST(:edition AS text) IS NULL OR edition = :edition) AND " \
@@ -79,41 +95,14 @@ async def verify(
         params,
     )).all()
     _progress(f"verify: read {len(rows):,} rollup rows ({time.perf_counter() - started:.1f}s)")
+    stored = {
+        (r.edition, r.unit, r.indicator, r.period): _Stored(
+            r.rep_seq, _amount(r.rep_num, r.rep_den), _amount(r.comp_num, r.comp_den), r.reporting
+        )
+        for r in rows
+    }
 
-    reported: dict[Key, Pair | None] = {}
-    stored: dict[Key, Expected] = {}
-    rep_seq: dict[Key, int] = {}
-    for r in rows:
-        key = (r.edition, r.unit, r.indicator, r.period)
-        if r.rep_seq is not None:
-            reported[key] = pair_or_none(r.rep_num, r.rep_den)
-            rep_seq[key] = r.rep_seq
-        stored[key] = Expected(pair_or_none(r.comp_num, r.comp_den), r.reporting)
-
-    def rolls_up(code: str) -> bool:
-        ind = catalog.get(code)
-        return ind.rollup if ind else True
-
-    expected = recompute(reported, materialized_parent(hierarchy), rolls_up)
-    _progress(f"verify: recomputed {len(expected):,} rollups ({time.perf_counter() - started:.1f}s)")
-
-    def wanted(key: Key) -> bool:
-        if unit is None:
-            return True
-        u = hierarchy.get(key[0], key[1])
-        return u is not None and (u.code == unit or unit in u.ancestors)
-
-    empty = Expected(None, 0)
-    differences: list[Difference] = []
-    for key in sorted(set(stored) | set(expected)):
-        if not wanted(key):
-            continue
-        have, want = stored.get(key, empty), expected.get(key, empty)
-        if have.computed != want.computed:
-            differences.append(Difference(key, "computed", _fmt(have.computed), _fmt(want.computed)))
-        if have.reporting != want.reporting:
-            differences.append(Difference(key, "reporting", str(have.reporting), str(want.reporting)))
-
+    facts: dict[Key, tuple[int, Amount | None]] = {}
     if check_outbox:
         latest = (await conn.execute(
             text(f"""
@@ -125,16 +114,35 @@ async def verify(
             """),
             params,
         )).all()
-        _progress(f"verify: compared with {len(latest):,} latest accepted events "
+        _progress(f"verify: read {len(latest):,} latest accepted events from the outbox "
                   f"({time.perf_counter() - started:.1f}s)")
-        for e in latest:
-            key = (e.edition, e.unit, e.indicator, e.period)
-            if not wanted(key):
-                continue
-            want_pair = pair_or_none(e.num, e.den)
-            if rep_seq.get(key) != e.seq:
-                differences.append(Difference(key, "reported seq", str(rep_seq.get(key)), str(e.seq)))
-            elif reported.get(key) != want_pair:
-                differences.append(Difference(key, "reported", _fmt(reported.get(key)), _fmt(want_pair)))
-    return differences
+        facts = {(e.edition, e.unit, e.indicator, e.period): (e.seq, _amount(e.num, e.den)) for e in latest}
+    else:
+        facts = {key: (row.seq, row.reported) for key, row in stored.items() if row.seq is not None}
 
+    expected = recompute({key: value for key, (_, value) in facts.items()}, hierarchy, catalog)
+    _progress(f"verify: recomputed {len(expected):,} rollups ({time.perf_counter() - started:.1f}s)")
+
+    def wanted(key: Key) -> bool:
+        if unit is None:
+            return True
+        u = hierarchy.get(key[0], key[1])
+        return u is not None and (u.code == unit or unit in u.ancestors)
+
+    empty = Expected(None, 0)
+    differences: list[Difference] = []
+    for key in sorted(set(stored) | set(expected) | set(facts)):
+        if not wanted(key):
+            continue
+        have, want = stored.get(key, _ABSENT), expected.get(key, empty)
+        fact = facts.get(key)
+        want_seq, want_reported = (None, None) if fact is None else fact
+        if have.seq != want_seq:
+            differences.append(Difference(key, "reported seq", str(have.seq), str(want_seq)))
+        elif have.reported != want_reported:
+            differences.append(Difference(key, "reported", _fmt(have.reported), _fmt(want_reported)))
+        if have.computed != want.computed:
+            differences.append(Difference(key, "computed", _fmt(have.computed), _fmt(want.computed)))
+        if have.reporting != want.reporting:
+            differences.append(Difference(key, "reporting", str(have.reporting), str(want.reporting)))
+    return differences

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from shared.db import create_database, drop_database
+from shared.db import drop_database
 from shared.devstack import LocalBroker, LocalPostgres, free_port
 from shared.hierarchy import Hierarchy, read_dataset
-from tests.fixtures.infra import ROOT, RUN_DIR, TEMPLATE, Infra, Stack, build_template
+from tests.fixtures.infra import ROOT, RUN_DIR, TEMPLATE, Infra, Stack, build_template, fresh_stack
 
 __all__ = ["ROOT", "RUN_DIR", "TEMPLATE", "Infra", "Stack", "build_template"]
 
@@ -65,14 +64,5 @@ def hierarchy() -> Hierarchy:
 
 @pytest.fixture
 async def stack(infra: Infra) -> AsyncIterator[Stack]:
-    name = f"d06_t_{uuid.uuid4().hex[:12]}"
-    await create_database(infra.server_url, name, template=TEMPLATE)
-    topic = f"t{uuid.uuid4().hex[:10]}"
-    yield Stack(
-        infra=infra,
-        database_url=infra.url_for(name),
-        kafka_bootstrap=infra.kafka_bootstrap,
-        events_topic=f"{topic}.events",
-        dead_letter_topic=f"{topic}.dead",
-    )
-    await drop_database(infra.server_url, name)
+    async with fresh_stack(infra) as fresh:
+        yield fresh

@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 
 from shared.events import AcceptedEvent
+from shared.hierarchy import NATION, Hierarchy
 from shared.values import Pair, pair_or_none
 
 Key = tuple[str, str, str, str]  # edition, unit, indicator, period
@@ -60,6 +61,18 @@ def collapse(events: Iterable[AcceptedEvent]) -> tuple[list[AcceptedEvent], list
         else:
             superseded.append(ev)
     return list(latest.values()), superseded
+
+
+def materialized_parent(hierarchy: Hierarchy) -> Callable[[str, str], str | None]:
+    """The parent whose row the aggregator writes: none above the province (the nation is read-time)."""
+
+    def parent_of(edition: str, code: str) -> str | None:
+        unit = hierarchy.get(edition, code)
+        if unit is None or unit.parent_code in (None, NATION):
+            return None
+        return unit.parent_code
+
+    return parent_of
 
 
 def ancestor_units(edition: str, unit: str, parent_of: Callable[[str, str], str | None]) -> list[str]:

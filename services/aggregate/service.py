@@ -15,13 +15,12 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.aggregate import repository as repo
-from services.aggregate.rollup import Key, Outcome, ancestor_units, apply_batch
+from services.aggregate.rollup import Key, Outcome, ancestor_units, apply_batch, materialized_parent
 from services.aggregate.validation import DeadLetter, Message
 from shared.catalog import Catalog
 from shared.db import transaction
 from shared.events import AcceptedEvent
 from shared.hierarchy import Hierarchy
-from shared.verify import materialized_parent
 
 
 @dataclass(frozen=True, slots=True)
