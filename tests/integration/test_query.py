@@ -335,6 +335,13 @@ async def test_openapi_documents_the_routes_and_their_problems(api: httpx.AsyncC
     route = schema["paths"]["/v1/units/{code}/values"]["get"]
     assert {"401", "404", "422"} <= set(route["responses"])
     assert route["summary"]
+    shared = ("value", "numerator", "denominator", "source", "reported", "computed", "reporting", "expected",
+              "updated_at")
+    for model in ("Value", "ChildValue"):  # a unit's values and a child's: the same fields, the same words
+        properties = schema["components"]["schemas"][model]["properties"]
+        assert all(properties[name].get("description") for name in shared), model
+    value, child = (schema["components"]["schemas"][m]["properties"] for m in ("Value", "ChildValue"))
+    assert {n: value[n]["description"] for n in shared} == {n: child[n]["description"] for n in shared}
 
 
 async def test_starts_before_postgres_and_says_it_is_not_ready() -> None:
