@@ -12,15 +12,14 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from services.query import schemas, service
-from services.query.caching import AnswerCache, respond, tree_of
+from services.query.caching import AnswerCache, province_key_of, respond
 from services.query.deps import (
     AppState,
     CodePath,
     EditionParam,
     Lazy,
-    QueryState,
+    LoadedHierarchy,
     Reader,
-    Tree,
     ValidIndicator,
     ValidUnit,
     ValidUnitAtPeriod,
@@ -33,6 +32,7 @@ from services.query.metrics import Endpoint
 from services.query.pagination import bad_cursor, decode_cursor
 from services.query.periods import MAX_SERIES_POINTS, default_series_end, default_series_start, series_periods
 from services.query.repository import UnitFilter
+from services.query.state import QueryState
 from shared.auth import Principal
 from shared.catalog import Indicator as CatalogIndicator
 from shared.errors import (
@@ -67,7 +67,7 @@ async def _answer(
 
     `about` is the unit whose rollups the answer reads (None: it reads only the hierarchy).
     """
-    stamp = state.versions.stamp(tree_of(about))  # taken before reading: a change announced meanwhile
+    stamp = state.versions.stamp(province_key_of(about))  # taken before reading: a change announced meanwhile
     key = AnswerCache.key(request.scope, reader, state.clock())
     answer = state.cache.get(key)
     state.metrics.cache.labels(endpoint, "hit" if answer else "miss").inc()
@@ -114,7 +114,7 @@ async def units(
     request: Request,
     state: AppState,
     lazy: Lazy,
-    tree: Tree,
+    hierarchy: LoadedHierarchy,
     reader: Reader,
     edition: Annotated[Edition, Query(description="Hierarchy edition.")] = Edition.E2025,
     parent: Annotated[str | None, Query(max_length=16, description="Only the children of this unit.")] = None,
@@ -130,7 +130,7 @@ async def units(
     cursor: Cursor = None,
 ) -> Response:
     if parent is not None:
-        visible_unit(tree, reader, edition.value, parent)
+        visible_unit(hierarchy, reader, edition.value, parent)
     after: tuple[int, str] | None = None
     if cursor is not None:
         key = decode_cursor(cursor).get("k")
@@ -152,7 +152,7 @@ async def units(
         return await _answer(request, state, reader, "units", None, _ready(empty))
 
     async def build() -> BaseModel:
-        return await service.list_units(await lazy.get(), state, f)
+        return await service.list_units(await lazy.get(), state.metrics, f)
 
     return await _answer(request, state, reader, "units", None, build)
 
@@ -161,8 +161,10 @@ async def units(
     "/units/{code}", summary="One unit, its ancestors and its number of children",
     response_model=schemas.UnitDetail, responses=responses(*_UNIT_ERRORS),
 )
-async def unit(request: Request, state: AppState, tree: Tree, reader: Reader, found: ValidUnit) -> Response:
-    return await _answer(request, state, reader, "unit", None, _ready(service.unit_detail(tree, found)))
+async def unit(
+    request: Request, state: AppState, hierarchy: LoadedHierarchy, reader: Reader, found: ValidUnit
+) -> Response:
+    return await _answer(request, state, reader, "unit", None, _ready(service.unit_detail(hierarchy, found)))
 
 
 IndicatorFilter = Annotated[
@@ -181,13 +183,15 @@ IndicatorFilter = Annotated[
     "are left out.",
 )
 async def unit_values(
-    request: Request, state: AppState, lazy: Lazy, tree: Tree, reader: Reader, at: ValidUnitAtPeriod,
-    indicator: IndicatorFilter = None,
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader,
+    at: ValidUnitAtPeriod, indicator: IndicatorFilter = None,
 ) -> Response:
-    chosen = catalog_indicator(state, indicator) if indicator is not None else None
+    chosen = catalog_indicator(state.catalog, indicator) if indicator is not None else None
 
     async def build() -> BaseModel:
-        return await service.unit_values(await lazy.get(), state, tree, at.unit, at.period, chosen, state.clock())
+        return await service.unit_values(
+            await lazy.get(), state.metrics, state.catalog, hierarchy, at.unit, at.period, chosen, state.clock()
+        )
 
     return await _answer(request, state, reader, "values", at.unit, build)
 
@@ -199,15 +203,16 @@ async def unit_values(
     "`-value` (largest first), `value`, `code` or `name`; page with `next_cursor`.",
 )
 async def children_values(
-    request: Request, state: AppState, lazy: Lazy, tree: Tree, reader: Reader, at: ValidUnitAtPeriod,
-    indicator: ValidIndicator,
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader,
+    at: ValidUnitAtPeriod, indicator: ValidIndicator,
     sort: Annotated[schemas.Sort, Query(description="Order of the children.")] = "-value",
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Response:
     async def build() -> BaseModel:
         return await service.children_values(
-            await lazy.get(), state, tree, reader, at.unit, at.period, indicator, sort, limit, cursor, state.clock()
+            await lazy.get(), state.metrics, hierarchy, reader, at.unit, at.period, indicator, sort, limit, cursor,
+            state.clock(),
         )
 
     return await _answer(request, state, reader, "children", at.unit, build)
@@ -224,7 +229,7 @@ class SeriesRequest:
 
 async def series_request(
     state: AppState,
-    tree: Tree,
+    hierarchy: LoadedHierarchy,
     reader: Reader,
     code: CodePath,
     indicator: ValidIndicator,
@@ -249,7 +254,7 @@ async def series_request(
     except PeriodError as exc:
         raise invalid("from", str(exc)) from exc
     chosen = edition.value if edition else edition_for(last.end).value
-    return SeriesRequest(visible_unit(tree, reader, chosen, code), indicator, first, last, periods)
+    return SeriesRequest(visible_unit(hierarchy, reader, chosen, code), indicator, first, last, periods)
 
 
 @router.get(
@@ -259,12 +264,13 @@ async def series_request(
     f"points. The nation (`{NATION}`) is summed from its provinces.",
 )
 async def unit_series(
-    request: Request, state: AppState, lazy: Lazy, tree: Tree, reader: Reader,
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader,
     req: Annotated[SeriesRequest, Depends(series_request)],
 ) -> Response:
     async def build() -> BaseModel:
         return await service.series(
-            await lazy.get(), state, tree, req.unit, req.indicator, req.periods, req.first, req.last, state.clock()
+            await lazy.get(), state.metrics, hierarchy, req.unit, req.indicator, req.periods, req.first, req.last,
+            state.clock(),
         )
 
     return await _answer(request, state, reader, "series", req.unit, build)

@@ -1,6 +1,6 @@
 """The query service: `create_app(settings)`; the lifespan owns the read-only engine, the catalogue,
-the in-memory hierarchy (kept fresh by a background task), the answers kept in memory (with the task that
-follows the aggregator's announcements of what changed) and the metrics.
+the in-memory hierarchy (kept fresh by a background task, shared/hierarchy_keeper.py), the answers kept in
+memory (with the task that follows the aggregator's announcements of what changed) and the metrics.
 
 Run with `uvicorn --factory services.query.app:create_app --port 8003`.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,81 +17,28 @@ from typing import Any
 
 from asyncpg.exceptions import ReadOnlySQLTransactionError
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from services.query.api import router
-from services.query.deps import QueryState
 from services.query.fastpath import CachedAnswers
 from services.query.metrics import QueryMetrics
+from services.query.state import QueryState, state_of
 from shared.catalog import load_catalog
-from shared.db import make_engine
+from shared.db import make_engine, ping
 from shared.dbroles import act_as
-from shared.errors import (
-    install_error_handlers,
-)
+from shared.errors import install_error_handlers
 from shared.events import KEYS_CHANGED, ROLLUPS_CHANGED
-from shared.hierarchy import fetch_hierarchy
 from shared.limits import BodyLimitMiddleware, RateLimiter
+from shared.memory import rare_collections
 from shared.observability import configure_logging, install_observability, new_registry
 from shared.periods import today_in_vietnam
+from shared.retry import Backoff, describe
 from shared.settings import QuerySettings
 
 log = logging.getLogger("d06.query")
 
-
-REFRESH_SECONDS = 60.0
 RETRY_FIRST, RETRY_MAX = 0.25, 15.0
 HEARTBEAT_SECONDS = 10.0  # how soon a silently dead listening connection is noticed
 REPLICA_RETRY_SECONDS = 60.0
-
-# Cheap change detection: the server hashes the table (a few ms) and the 16,000 units are only
-# rebuilt in Python, blocking the event loop for a moment, when something actually changed.
-_FINGERPRINT = text("""
-    SELECT count(*) AS n,
-           coalesce(sum(hashtext(edition || '/' || code || '/' || coalesce(parent_code, '') || '/' || name
-                                 || '/' || kind || '/' || level)), 0) AS h
-    FROM units
-""")
-
-
-async def refresh_hierarchy_once(state: QueryState, fingerprint: tuple[int, int] | None) -> tuple[int, int]:
-    """Reload the hierarchy if the units table changed; returns the fingerprint now loaded."""
-    async with asyncio.timeout(30), state.engine.connect() as conn:
-        row = (await conn.execute(_FINGERPRINT)).one()
-        current = (int(row.n), int(row.h))
-        if current == fingerprint and state.hierarchy is not None:
-            state.metrics.hierarchy_refreshes.labels("unchanged").inc()
-            return current
-        if current[0] == 0:
-            raise LookupError("the units table is empty: run `d06 hierarchy load`")
-        tree = await fetch_hierarchy(conn)
-    state.hierarchy = tree
-    state.cache.clear()  # answers name units: none computed from the old tree is served again
-    # The tree is ~100,000 long-lived objects: frozen out of the cyclic GC's sight, a full collection no
-    # longer walks them in the middle of a request (refcounting still frees a replaced tree). Collect
-    # first so no garbage is frozen with it; this runs at start-up and when the units change, not per request.
-    gc.collect()
-    gc.freeze()
-    state.metrics.hierarchy_units.set(len(tree))
-    state.metrics.hierarchy_refreshes.labels("loaded").inc()
-    log.info("hierarchy loaded: %d units", len(tree))
-    return current
-
-
-async def keep_hierarchy_fresh(state: QueryState, every: float = REFRESH_SECONDS) -> None:
-    """Load the hierarchy, then refresh it every `every` s; while Postgres is unreachable (or the units
-    are not loaded yet) retry with exponential back-off, serving the last good copy if there is one."""
-    fingerprint: tuple[int, int] | None = None
-    delay = RETRY_FIRST
-    while True:
-        try:
-            fingerprint = await refresh_hierarchy_once(state, fingerprint)
-            delay, wait = RETRY_FIRST, every
-        except Exception as exc:  # noqa: BLE001 - any failure is retried; the reason is logged
-            state.metrics.hierarchy_refreshes.labels("failed").inc()
-            log.warning("hierarchy refresh failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay)
-            wait, delay = delay, min(delay * 2, RETRY_MAX)
-        await asyncio.sleep(wait)
 
 
 async def follow_rollup_changes(state: QueryState, heartbeat: float = HEARTBEAT_SECONDS) -> None:
@@ -102,7 +48,8 @@ async def follow_rollup_changes(state: QueryState, heartbeat: float = HEARTBEAT_
     are lost, so every (re)connection starts a new epoch in which nothing kept before counts. A read replica
     (the production topology, docs/operations.md) refuses LISTEN: the service then stays on `cache_ttl`.
     """
-    delay = RETRY_FIRST
+    backoff = Backoff(first=RETRY_FIRST, cap=RETRY_MAX)
+    on_replica = False
     while True:
         try:
             async with state.engine.connect() as conn:
@@ -112,18 +59,20 @@ async def follow_rollup_changes(state: QueryState, heartbeat: float = HEARTBEAT_
                     state.versions.stop()
                     await conn.invalidate()  # never back into the pool: it is dead, or may be mid-query
             log.warning("the connection following rollup changes was lost; reconnecting")
-            delay = RETRY_FIRST
+            backoff.reset()
+            on_replica = False
         except ReadOnlySQLTransactionError:  # "cannot execute LISTEN during recovery": a hot standby
-            if delay < REPLICA_RETRY_SECONDS:
+            if not on_replica:
                 log.info("the database is a read replica, which cannot LISTEN: answers are kept in memory for "
                          "%.2fs at most (QUERY_CACHE_TTL_SECONDS)", state.settings.cache_ttl)
-            delay = REPLICA_RETRY_SECONDS  # until a failover makes it the primary
-            await asyncio.sleep(delay)
+            on_replica = True
+            await asyncio.sleep(REPLICA_RETRY_SECONDS)  # until a failover makes it the primary
         except Exception as exc:  # noqa: BLE001 - any failure is retried; the reason is logged
-            log.warning("not following rollup changes (%s: %s); answers are kept %.2fs at most, retrying in "
-                        "%.2fs", type(exc).__name__, exc, state.settings.cache_ttl, delay)
+            delay = backoff.next()
+            log.warning("not following rollup changes (%s); answers are kept %.2fs at most, retrying in %.2fs",
+                        describe(exc), state.settings.cache_ttl, delay)
+            on_replica = False
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
 
 
 async def _listen(state: QueryState, raw: Any, heartbeat: float) -> None:
@@ -167,11 +116,14 @@ def create_app(
         state = QueryState(settings, engine, load_catalog(), metrics, clock or today_in_vietnam,
                            RateLimiter(settings.rate_limit, settings.rate_burst))
         app.state.query = state
-        tasks = [asyncio.create_task(keep_hierarchy_fresh(state), name="d06-query-hierarchy")]
+        tasks = [asyncio.create_task(state.keeper.run(), name="d06-query-hierarchy")]
         if settings.cache_max_bytes:
             tasks.append(asyncio.create_task(follow_rollup_changes(state), name="d06-query-changes"))
+        # The house GC policy (shared/memory.py): a request's rows, models and JSON are short-lived and
+        # acyclic, like a batch's events, and the keeper freezes the hierarchy out of the collector's sight.
         try:
-            yield
+            with rare_collections():
+                yield
         finally:
             for task in tasks:
                 task.cancel()
@@ -186,12 +138,10 @@ def create_app(
     )
 
     async def database_ready() -> None:
-        state = get_state_of(app)
-        async with asyncio.timeout(2), state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(state_of(app).engine)
 
     async def hierarchy_ready() -> None:
-        if get_state_of(app).hierarchy is None:
+        if state_of(app).hierarchy is None:
             raise LookupError("hierarchy not loaded")
 
     install_error_handlers(app)
@@ -200,9 +150,3 @@ def create_app(
     install_observability(app, registry, {"database": database_ready, "hierarchy": hierarchy_ready})
     app.include_router(router)
     return app
-
-
-def get_state_of(app: FastAPI) -> QueryState:
-    state: QueryState = app.state.query
-    return state
-

@@ -4,14 +4,14 @@ Every successful answer is validated by a hash of its own bytes: the tag changes
 what the client would receive changes.
 
 The same bytes are kept in memory, by (path and query, the key's scope, today), and served again while
-the rollups they were read from are unchanged. The aggregator announces each commit with the province
-trees it touched (a NOTIFY in the batch's transaction, shared.events.ROLLUPS_CHANGED), which the service
-LISTENs to: an answer about a unit is stale as soon as its province's tree changes, an answer about the
-nation as soon as any tree does, and an answer read from the hierarchy alone when the hierarchy is
-reloaded. A kept answer is therefore never older than the notification of a commit (a millisecond or
-two), and the freshness promise (a value visible within a second of arrival) holds as if there were no
-cache. When the service cannot listen (a read replica refuses LISTEN; a lost connection, until it is back),
-an answer is kept for `ttl` seconds instead: the price in freshness is at most that.
+the rollups they were read from are unchanged. The aggregator announces each commit with the provinces
+it touched, as `edition/province` keys (a NOTIFY in the batch's transaction, shared.events.ROLLUPS_CHANGED),
+which the service LISTENs to: an answer about a unit is stale as soon as its province is announced, an
+answer about the nation as soon as any province is, and an answer read from the hierarchy alone when the
+hierarchy is reloaded. A kept answer is therefore never older than the notification of a commit, and the
+freshness promise (a value visible within a second of arrival) holds as if there were no cache. When
+the service cannot listen (a read replica refuses LISTEN; a lost connection, until it is back), an answer
+is kept for `ttl` seconds instead: the price in freshness is at most that.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from shared.auth import Principal
 from shared.hierarchy import NATION, Unit
 
 Key = tuple[str, bytes, str | None, str, date]
-Stamp = tuple[int, int]  # (listening epoch, version of the tree the answer read)
-NATIONWIDE = "*"  # the tree of answers that sum every province
+Stamp = tuple[int, int]  # (listening epoch, version of the province the answer read)
+NATIONWIDE = "*"  # the province key of answers that sum every province
 
 
 def etag_of(body: bytes) -> str:
@@ -52,8 +52,8 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-def tree_of(unit: Unit | None) -> str | None:
-    """The province tree (`edition/province`) whose rollups an answer about `unit` reads; None: no rollup."""
+def province_key_of(unit: Unit | None) -> str | None:
+    """The province (`edition/province`) whose rollups an answer about `unit` reads; None: no rollup."""
     if unit is None:
         return None
     if unit.code == NATION:
@@ -62,13 +62,13 @@ def tree_of(unit: Unit | None) -> str | None:
 
 
 class Versions:
-    """How often each province tree's rollups changed since the service started listening."""
+    """How often each province's rollups changed since the service started listening."""
 
     def __init__(self) -> None:
         self.listening = False
         self._epoch = 0  # bumped at every (re)connection: announcements may have been missed before it
         self._any = 0  # every announcement: the version of nationwide answers
-        self._trees: dict[str, int] = {}
+        self._provinces: dict[str, int] = {}  # by `edition/province` key
 
     def start(self) -> None:
         self._epoch += 1
@@ -77,15 +77,15 @@ class Versions:
     def stop(self) -> None:
         self.listening = False
 
-    def changed(self, trees: Iterable[str]) -> None:
+    def changed(self, province_keys: Iterable[str]) -> None:
         self._any += 1
-        for tree in trees:
-            self._trees[tree] = self._trees.get(tree, 0) + 1
+        for key in province_keys:
+            self._provinces[key] = self._provinces.get(key, 0) + 1
 
-    def stamp(self, tree: str | None) -> Stamp:
-        if tree is None:
+    def stamp(self, province_key: str | None) -> Stamp:
+        if province_key is None:
             return (self._epoch, 0)
-        return (self._epoch, self._any if tree == NATIONWIDE else self._trees.get(tree, 0))
+        return (self._epoch, self._any if province_key == NATIONWIDE else self._provinces.get(province_key, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class Answer:
     etag: str
     endpoint: Endpoint
     route: Any  # the route that built it, for the metrics of a request answered before routing
-    tree: str | None
+    province_key: str | None
     stamp: Stamp
     stored_at: float
 
@@ -123,7 +123,7 @@ class AnswerCache:
         if answer is None:
             return None
         if self.versions.listening:
-            fresh = answer.stamp == self.versions.stamp(answer.tree)
+            fresh = answer.stamp == self.versions.stamp(answer.province_key)
         else:
             fresh = self.clock() - answer.stored_at < self.ttl
         if not fresh:
@@ -134,7 +134,8 @@ class AnswerCache:
     def put(self, key: Key | None, request: Request, endpoint: Endpoint, unit: Unit | None, stamp: Stamp,
             body: bytes) -> Answer:
         """Keep the answer built from rollups as they were at `stamp` (taken before reading them)."""
-        answer = Answer(body, etag_of(body), endpoint, request.scope.get("route"), tree_of(unit), stamp, self.clock())
+        answer = Answer(body, etag_of(body), endpoint, request.scope.get("route"), province_key_of(unit), stamp,
+                        self.clock())
         if key is None or len(body) > self.max_bytes:
             return answer
         old = self._answers.pop(key, None)

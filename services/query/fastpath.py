@@ -1,11 +1,11 @@
 """Answers kept in memory, served before routing (caching.py says which answers are kept, and how long).
 
-Routing a read through FastAPI (its dependencies, validators and the route itself) costs several times
-what sending kept bytes does, so a GET whose answer is in memory is answered here, after the same
-authentication every request gets (`principal_of`: the key is read from PostgreSQL, so a revoked key is
-refused at once, and its rate limit is charged). Anything else (no key, a bad one, no kept answer, any
-error) goes on to the routes, which reuse the principal if it was resolved and answer everything else
-exactly as if this middleware were not there.
+Routing a read through FastAPI (its dependencies, validators and the route itself) costs far more than
+sending kept bytes does (docs/performance.md, "Kept answers served before routing"), so a GET whose
+answer is in memory is answered here, after the same authentication every request gets (auth.py: the key
+is read from PostgreSQL, so a revoked key is refused at once, and its rate limit is charged). Anything
+else (no key, a bad one, no kept answer, any error) goes on to the routes, which reuse the principal if
+it was resolved and answer everything else exactly as if this middleware were not there.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.query.auth import RESOLVED
 from services.query.caching import AnswerCache, respond
-from services.query.deps import RESOLVED, LazyConnection, QueryState, principal_of
+from services.query.state import QueryState
 from shared.auth import Principal
 
 
@@ -45,10 +46,8 @@ class CachedAnswers:
 
 
 async def _caller(state: QueryState, scope: Scope) -> Principal | None:
-    lazy = LazyConnection(state.engine, state.turns)
     try:
-        return await principal_of(state, scope, lazy)
+        async with state.connections.lazy() as lazy:
+            return await state.auth.principal_of(scope, lazy)
     except Exception:  # noqa: BLE001 - the routes meet the same failure again, and answer it as they should
         return None
-    finally:
-        await lazy.close()

@@ -239,8 +239,8 @@ def list_units(f: UnitFilter) -> Query:
     """Units in (depth, code) order — provinces before their districts — one page past `after`
     (and one more row, to know whether there is a next page).
 
-    Without a trigram index the `q` filter scans the edition (at most 13,392 rows, a few ms); a
-    `pg_trgm` GIN index on name_ascii is the upgrade if search becomes hot.
+    Without a trigram index the `q` filter scans the edition (at most 13,392 rows), cheap at that size;
+    a `pg_trgm` GIN index on name_ascii is the upgrade if search becomes hot.
     """
     scoped = f.scope_code != NATION
     stmt = _units_statement(f.parent is not None, f.level is not None, bool(f.q), scoped, f.after is not None)

@@ -87,20 +87,38 @@ class Components(BaseModel):
     denominator: Number | None
 
 
-class Value(BaseModel):
-    indicator: str
-    value: Number | None = Field(description="The effective value: reported, else computed; percent for ratios.")
-    numerator: Number | None
-    denominator: Number | None
-    source: Literal["reported", "computed", "mixed"] | None = Field(
-        description="`mixed`: a derived period whose native periods were partly reported, partly computed."
+Source = Literal["reported", "computed", "mixed"]
+
+
+class ValueFields(BaseModel):
+    """What every answer of one indicator for one unit and period carries (a unit's value, a child's)."""
+
+    value: Number | None = Field(
+        description="The effective value: reported, else computed; percent for ratios.", examples=[97.25]
+    )
+    numerator: Number | None = Field(
+        description="Ratios and boolean coverage only (null for amounts, which are in `value`).", examples=[1167000]
+    )
+    denominator: Number | None = Field(
+        description="Ratios and boolean coverage only (null for amounts).", examples=[1200000]
+    )
+    source: Source | None = Field(
+        description="`mixed`: a derived period whose native periods were partly reported, partly computed.",
+        examples=["computed"],
     )
     reported: Components | None = Field(description="What the unit itself reported.")
     computed: Components | None = Field(description="The sum of its children's values.")
-    reporting: int | None = Field(description="Children with a value (null for own-level indicators).")
-    expected: int | None = Field(description="Children the unit has (null for own-level indicators).")
-    target: float | None
-    updated_at: datetime | None
+    reporting: int | None = Field(description="Children with a value (null for own-level indicators).", examples=[15])
+    expected: int | None = Field(description="Children the unit has (null for own-level indicators).", examples=[15])
+    updated_at: datetime | None = Field(
+        description="When the value last changed (the newest of the rows it is derived from).",
+        examples=["2024-07-03T08:15:00Z"],
+    )
+
+
+class Value(ValueFields):
+    indicator: str = Field(description="An indicator code from /v1/indicators.", examples=["cccd_coverage"])
+    target: float | None = Field(description="The indicator's target, if it has one.", examples=[100])
 
 
 class UnitValues(BaseModel):
@@ -123,18 +141,9 @@ class UnitValues(BaseModel):
     values: list[Value]
 
 
-class ChildValue(BaseModel):
+class ChildValue(ValueFields):
     unit: Unit
     rank: int = Field(description="Position in the requested order, 1-based, across pages.")
-    value: Number | None
-    numerator: Number | None
-    denominator: Number | None
-    source: Literal["reported", "computed", "mixed"] | None
-    reported: Components | None
-    computed: Components | None
-    reporting: int | None
-    expected: int | None
-    updated_at: datetime | None
 
 
 class ChildrenValues(BaseModel):

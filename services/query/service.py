@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.query import repository as repo
 from services.query import schemas
-from services.query.deps import QueryState, invalid
-from services.query.metrics import Endpoint
+from services.query.deps import invalid
+from services.query.metrics import Endpoint, QueryMetrics
 from services.query.pagination import bad_cursor, decode_cursor, encode_cursor
 from services.query.periods import (
     Derived,
@@ -31,23 +31,23 @@ from services.query.periods import (
     shown_value,
 )
 from shared.auth import Principal
-from shared.catalog import Indicator
+from shared.catalog import Catalog, Indicator
 from shared.hierarchy import NATION, Hierarchy, Unit, fold
 from shared.periods import Period
 from shared.values import Pair
 
 
-def unit_schema(tree: Hierarchy, unit: Unit) -> schemas.Unit:
+def unit_schema(hierarchy: Hierarchy, unit: Unit) -> schemas.Unit:
     return schemas.Unit(
         edition=unit.edition, code=unit.code, name=unit.name, kind=unit.kind, level=unit.level,
-        parent=unit.parent_code, children=tree.n_children(unit.edition, unit.code),
+        parent=unit.parent_code, children=hierarchy.n_children(unit.edition, unit.code),
     )
 
 
-def unit_detail(tree: Hierarchy, unit: Unit) -> schemas.UnitDetail:
-    ancestors = [a for a in (tree.get(unit.edition, code) for code in unit.ancestors) if a is not None]
+def unit_detail(hierarchy: Hierarchy, unit: Unit) -> schemas.UnitDetail:
+    ancestors = [a for a in (hierarchy.get(unit.edition, code) for code in unit.ancestors) if a is not None]
     return schemas.UnitDetail(
-        **unit_schema(tree, unit).model_dump(),
+        **unit_schema(hierarchy, unit).model_dump(),
         ancestors=[schemas.UnitRef(code=a.code, name=a.name, level=a.level) for a in ancestors],
     )
 
@@ -85,10 +85,10 @@ def _native(row: Row[Any], start: int) -> NativeRow:
 
 
 async def _fetch(
-    conn: AsyncConnection, state: QueryState, endpoint: Endpoint, query: repo.Query
+    conn: AsyncConnection, metrics: QueryMetrics, endpoint: Endpoint, query: repo.Query
 ) -> Sequence[Row[Any]]:
     rows: Sequence[Row[Any]] = (await conn.execute(query.statement, query.params)).all()
-    state.metrics.read(endpoint, len(rows))
+    metrics.read(endpoint, len(rows))
     return rows
 
 
@@ -102,8 +102,8 @@ def _native_query(unit: Unit, indicators: list[Indicator], periods: Iterable[str
 
 
 async def unit_values(
-    conn: AsyncConnection, state: QueryState, tree: Hierarchy, unit: Unit, period: Period,
-    indicator: Indicator | None, today: date,
+    conn: AsyncConnection, metrics: QueryMetrics, catalog: Catalog, hierarchy: Hierarchy, unit: Unit,
+    period: Period, indicator: Indicator | None, today: date,
 ) -> schemas.UnitValues:
     wanted: dict[str, tuple[Indicator, frozenset[str]]] = {}
     if indicator is not None:
@@ -112,7 +112,7 @@ async def unit_values(
         except FinerThanNative as exc:
             raise invalid("period", str(exc)) from exc
     else:
-        for ind in state.catalog:
+        for ind in catalog:
             if ind.retired:
                 continue
             try:
@@ -124,11 +124,11 @@ async def unit_values(
         query = _native_query(
             unit, [i for i, _ in wanted.values()], (p for _, codes in wanted.values() for p in codes)
         )
-        for row in await _fetch(conn, state, "values", query):
+        for row in await _fetch(conn, metrics, "values", query):
             code, native = row[0], _native(row, _AFTER_INDICATOR)
             if native.period in wanted[code][1]:  # the period list is shared by every indicator
                 by_indicator.setdefault(code, []).append(native)
-    children = tree.n_children(unit.edition, unit.code)
+    children = hierarchy.n_children(unit.edition, unit.code)
     values = [
         schemas.Value(
             indicator=code, target=ind.target,
@@ -137,7 +137,7 @@ async def unit_values(
         for code, (ind, _) in wanted.items()
     ]
     return schemas.UnitValues(
-        unit=unit_schema(tree, unit), edition=unit.edition, period=period.code,
+        unit=unit_schema(hierarchy, unit), edition=unit.edition, period=period.code,
         partial=is_partial(period, today), values=values,
     )
 
@@ -156,7 +156,7 @@ def _sort_key(sort: str, value: int | float | None, code: str, name: str) -> tup
 
 
 async def children_values(
-    conn: AsyncConnection, state: QueryState, tree: Hierarchy, principal: Principal, parent: Unit,
+    conn: AsyncConnection, metrics: QueryMetrics, hierarchy: Hierarchy, principal: Principal, parent: Unit,
     period: Period, indicator: Indicator, sort: schemas.Sort, limit: int, cursor: str | None, today: date,
 ) -> schemas.ChildrenValues:
     try:
@@ -173,17 +173,17 @@ async def children_values(
         parent.edition, parent.code, indicator.code, periods, latest_only=indicator.time_rollup == "latest"
     )
     grouped: dict[str, tuple[Row[Any], list[NativeRow]]] = {}
-    for row in await _fetch(conn, state, "children", query):
+    for row in await _fetch(conn, metrics, "children", query):
         _, natives = grouped.setdefault(row[0], (row, []))
         if row[_AFTER_CHILD] is not None:  # a child without any row of the periods: one row of nulls
             natives.append(_native(row, _AFTER_CHILD))
     ranked: list[tuple[tuple[Any, ...], schemas.ChildValue]] = []
     for code, (meta, natives) in grouped.items():
-        child = tree.get(parent.edition, code)
+        child = hierarchy.get(parent.edition, code)
         if child is None or not principal.can_see(child):
             continue  # defence in depth: a visible parent's children are all visible
         fields = _value_fields(indicator, derive(indicator, natives), meta.n_children)
-        item = schemas.ChildValue(unit=unit_schema(tree, child), rank=0, **fields)
+        item = schemas.ChildValue(unit=unit_schema(hierarchy, child), rank=0, **fields)
         ranked.append((_sort_key(sort, fields["value"], code, meta.name), item))
     ranked.sort(key=lambda pair: pair[0])
     keys = [k for k, _ in ranked]
@@ -196,7 +196,7 @@ async def children_values(
         item.rank = start + offset + 1
     more = start + limit < len(ranked)
     return schemas.ChildrenValues(
-        unit=unit_schema(tree, parent), edition=parent.edition, indicator=indicator.code, period=period.code,
+        unit=unit_schema(hierarchy, parent), edition=parent.edition, indicator=indicator.code, period=period.code,
         partial=is_partial(period, today), sort=sort,
         total=len(ranked), reporting=sum(1 for _, item in ranked if item.value is not None),
         items=[item for _, item in page],
@@ -205,13 +205,13 @@ async def children_values(
 
 
 async def series(
-    conn: AsyncConnection, state: QueryState, tree: Hierarchy, unit: Unit, indicator: Indicator,
+    conn: AsyncConnection, metrics: QueryMetrics, hierarchy: Hierarchy, unit: Unit, indicator: Indicator,
     periods: list[Period], first: Period, last: Period, today: date,
 ) -> schemas.Series:
     query = _native_query(unit, [indicator], (p.code for p in periods))
-    rows = await _fetch(conn, state, "series", query)
+    rows = await _fetch(conn, metrics, "series", query)
     stored = {native.period: native for native in (_native(row, _AFTER_INDICATOR) for row in rows)}
-    children = tree.n_children(unit.edition, unit.code)
+    children = hierarchy.n_children(unit.edition, unit.code)
     points = []
     for p in periods:
         native = stored.get(p.code)
@@ -222,13 +222,13 @@ async def series(
             expected=fields["expected"], partial=is_partial(p, today),
         ))
     return schemas.Series(
-        unit=unit_schema(tree, unit), edition=unit.edition, indicator=indicator.code,
+        unit=unit_schema(hierarchy, unit), edition=unit.edition, indicator=indicator.code,
         from_=first.code, to=last.code, points=points,
     )
 
 
-async def list_units(conn: AsyncConnection, state: QueryState, f: repo.UnitFilter) -> schemas.UnitPage:
-    rows = await _fetch(conn, state, "units", repo.list_units(f))
+async def list_units(conn: AsyncConnection, metrics: QueryMetrics, f: repo.UnitFilter) -> schemas.UnitPage:
+    rows = await _fetch(conn, metrics, "units", repo.list_units(f))
     page = rows[: f.limit]
     items = [
         schemas.Unit(

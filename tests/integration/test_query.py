@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.query.app import create_app, refresh_hierarchy_once
+from services.query.app import create_app
 from services.query.schemas import ChildrenValues, Series, UnitDetail, UnitPage, UnitValues
 from shared.db import plain_url
 from shared.devstack import free_port
@@ -335,6 +335,13 @@ async def test_openapi_documents_the_routes_and_their_problems(api: httpx.AsyncC
     route = schema["paths"]["/v1/units/{code}/values"]["get"]
     assert {"401", "404", "422"} <= set(route["responses"])
     assert route["summary"]
+    shared = ("value", "numerator", "denominator", "source", "reported", "computed", "reporting", "expected",
+              "updated_at")
+    for model in ("Value", "ChildValue"):  # a unit's values and a child's: the same fields, the same words
+        properties = schema["components"]["schemas"][model]["properties"]
+        assert all(properties[name].get("description") for name in shared), model
+    value, child = (schema["components"]["schemas"][m]["properties"] for m in ("Value", "ChildValue"))
+    assert {n: value[n]["description"] for n in shared} == {n: child[n]["description"] for n in shared}
 
 
 async def test_starts_before_postgres_and_says_it_is_not_ready() -> None:
@@ -367,9 +374,9 @@ async def test_leaf_drill_down_and_bounds(api: httpx.AsyncClient) -> None:
 
 async def test_the_hierarchy_refresh_picks_up_new_units(stack: Stack) -> None:
     async with serve(stack, anonymous_read=True) as client:
-        state = client._transport.app.state.query  # type: ignore[attr-defined]
-        fingerprint = await refresh_hierarchy_once(state, None)
-        assert await refresh_hierarchy_once(state, fingerprint) == fingerprint  # unchanged: not rebuilt
+        keeper = client._transport.app.state.query.keeper  # type: ignore[attr-defined]
+        loaded = await keeper.load()
+        assert await keeper.load() is loaded  # unchanged: not rebuilt
         assert (await client.get("/v1/units/99999", params={"edition": "legacy"})).status_code == 404
         conn = await asyncpg.connect(plain_url(stack.database_url))
         try:
@@ -379,5 +386,10 @@ async def test_the_hierarchy_refresh_picks_up_new_units(stack: Stack) -> None:
                                           '{VN,80,803}')""")
         finally:
             await conn.close()
-        assert await refresh_hierarchy_once(state, fingerprint) != fingerprint
+        assert await keeper.load() is not loaded
         assert (await client.get("/v1/units/99999", params={"edition": "legacy"})).json()["name"] == "Xã Thử"
+        metrics = (await client.get("/metrics")).text
+        # Loaded at start-up and after the insert; the two loads between found the units unchanged.
+        assert 'd06_query_hierarchy_refreshes_total{outcome="loaded"} 2.0' in metrics
+        assert 'd06_query_hierarchy_refreshes_total{outcome="unchanged"} 2.0' in metrics
+        assert f"d06_query_hierarchy_units {float(len(keeper.current))}" in metrics
