@@ -12,7 +12,7 @@ import re
 import subprocess
 import time
 
-from tests.e2e.make_run import SERVICES, d06_run
+from tests.fixtures.make_run import SERVICES, d06_run
 
 
 def curl_lines(banner: str) -> list[str]:

@@ -19,8 +19,9 @@ import pytest
 
 from shared.devrun import is_ready
 from shared.hierarchy import Unit, read_dataset
-from tests.e2e.make_run import SERVICES, d06_run, wait_for
 from tests.e2e.workload import Workload, wait_until_rollups_match
+from tests.fixtures.make_run import SERVICES, d06_run
+from tests.fixtures.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -53,11 +54,10 @@ def test_each_service_sigkilled_under_make_run_comes_back_and_no_event_is_lost()
                 os.kill(old, signal.SIGKILL)
                 workload.post(workload.batch(100))  # retried until ingest answers again, when it is the one killed
 
-                def back(service: str = service, old: int = old) -> int | None:
-                    pid = run.pid(service)
-                    return pid if pid not in (None, old) and is_ready(urls[service]) else None
+                def back(service: str = service, old: int = old) -> bool:
+                    return run.pid(service) not in (None, old) and is_ready(urls[service])
 
-                wait_for(back, f"{service} restarted under a new pid and ready")
+                until(back, what=f"{service} restarted under a new pid and ready")
                 workload.post(workload.batch(100))
         finally:
             workload.close()

@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shared.devstack.processes import alive
 from shared.devstack.supervisor import Clock, CrashLoop, Program, RestartPolicy, Supervisor
+from tests.fixtures.waiting import until
 
 
 def quick(clock: Clock) -> RestartPolicy:
@@ -38,21 +37,18 @@ def pid_in(path: Path) -> int | None:
         return None
 
 
-def poll_until(supervisor: Supervisor, done: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the supervisor did not get there in time"
-        supervisor.poll()
-        time.sleep(0.02)
-
-
 def test_a_killed_program_is_restarted_and_a_stop_is_not_reported_as_an_exit(tmp_path: Path) -> None:
     supervisor, sleeper, said = supervise(tmp_path, "sleeper", "import time; time.sleep(120)")
     try:
         first = pid_in(sleeper.pidfile)
         assert first is not None and first == supervisor.pid("sleeper") and alive(first)
         os.kill(first, signal.SIGKILL)
-        poll_until(supervisor, lambda: pid_in(sleeper.pidfile) not in (None, first))
+
+        def restarted() -> bool:
+            supervisor.poll()
+            return pid_in(sleeper.pidfile) not in (None, first)
+
+        until(restarted, what="the sleeper under a new pid")
         second = pid_in(sleeper.pidfile)
         assert second is not None and alive(second)
         assert said == ["!! sleeper exited with -9 (SIGKILL); restarting in 0.05 s (restart 1)"]
@@ -66,9 +62,14 @@ def test_a_killed_program_is_restarted_and_a_stop_is_not_reported_as_an_exit(tmp
 
 def test_a_program_that_keeps_crashing_is_given_up_on_after_five_exits(tmp_path: Path) -> None:
     supervisor, crasher, said = supervise(tmp_path, "crasher", "import sys; print('cannot start'); sys.exit(3)")
+
+    def polled_forever() -> bool:
+        supervisor.poll()
+        return False
+
     try:
         with pytest.raises(CrashLoop) as crash:
-            poll_until(supervisor, lambda: False)
+            until(polled_forever, what="the crash loop")
     finally:
         supervisor.stop()
     assert str(crash.value) == "crasher exited 5 times within 60 s (restarted 4 times)"
