@@ -2,6 +2,8 @@
 
 PostgreSQL and the broker are the embedded ones unless `DATABASE_URL` / `KAFKA_BOOTSTRAP` name others.
 Data lives in `.run/` and is reused by the next run; Ctrl-C stops every process this command started.
+The three services are supervised (shared/devstack/supervisor.py): one that dies is restarted, and only a
+crash loop stops everything. PostgreSQL and the broker are not: a developer who stops one means it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
 from shared.auth import authenticate, create_key
 from shared.db import create_database, make_engine, transaction
 from shared.devstack import LocalBroker, LocalPostgres
+from shared.devstack.supervisor import CrashLoop, Program, Supervisor
 from shared.migrate import load_reference_data, upgrade
 from shared.settings import DEV_BROKER_PORT, DEV_PG_PORT
 
@@ -51,8 +55,6 @@ def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-
-
 async def _dev_key(url: str) -> str:
     """Reuse `.run/dev-api-key` while it still works; otherwise create a new VN key with every role."""
     path = RUN / "dev-api-key"
@@ -72,19 +74,38 @@ async def _dev_key(url: str) -> str:
     return key
 
 
+def is_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     """Until `url`/readyz answers 200; a process that exits or stays unready raises with its log's tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}; {log}:\n{log_tail(log)}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if is_ready(url):
+            return
         time.sleep(0.2)
     raise RuntimeError(f"{name} not ready after {timeout:.0f}s; {log}:\n{log_tail(log)}")
+
+
+def _wait_all_ready(supervisor: Supervisor, timeout: float = 60) -> None:
+    """Until every service answers /readyz; one that crashes meanwhile is restarted like any other time."""
+    deadline = time.monotonic() + timeout
+    pending = list(SERVICES)
+    while pending:
+        supervisor.poll()
+        for service in [s for s in pending if is_ready(s.url)]:
+            print(f"    {service.name} ready", flush=True)
+            pending.remove(service)
+        if pending and time.monotonic() >= deadline:
+            log = _log(pending[0])
+            raise RuntimeError(f"{pending[0].name} not ready after {timeout:.0f}s; {log}:\n{log_tail(log)}")
+        time.sleep(0.2)
 
 
 def log_tail(log: Path, lines: int = 30) -> str:
@@ -93,20 +114,22 @@ def log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = (RUN / f"{service.name}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", service.module, "--port", str(service.port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+def _log(service: Service) -> Path:
+    return RUN / f"{service.name}.log"
+
+
+def _program(service: Service, env: dict[str, str]) -> Program:
+    return Program(
+        service.name, [sys.executable, "-m", service.module, "--port", str(service.port)], env,
+        log=_log(service), pidfile=RUN / f"{service.name}.pid",
     )
-    (RUN / f"{service.name}.pid").write_text(f"{proc.pid}\n")
-    return proc
 
 
-def _wait_demo_applied(key: str, timeout: float = 30) -> None:
+def _wait_demo_applied(key: str, supervisor: Supervisor, timeout: float = 30) -> None:
     """The demo is visible when Long An (80) shows Bến Lức's figures rolled up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        supervisor.poll()
         r = httpx.get(
             f"{QUERY.url}/v1/units/80/values",
             params={"period": "2024-08", "edition": "legacy", "indicator": "cccd_issued"},
@@ -118,18 +141,21 @@ def _wait_demo_applied(key: str, timeout: float = 30) -> None:
     print("    (the demo figures are not visible yet; the aggregator may still be joining its group)")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run(reset: bool = False) -> int:
     RUN.mkdir(exist_ok=True)
     pg: LocalPostgres | None = None
     broker: LocalBroker | None = None
-    procs: list[tuple[Service, subprocess.Popen[bytes]]] = []
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
+    supervisor = Supervisor()
+    status = 0
+    # SIGTERM and a closed terminal stop everything as Ctrl-C does, wherever the start-up has got to.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
     try:
         url = os.environ.get("DATABASE_URL")
         if url:
@@ -156,41 +182,39 @@ def run(reset: bool = False) -> int:
         env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP": bootstrap}
         for service in SERVICES:
             step(f"{service.name}: starting on {service.url}")
-            procs.append((service, _start(service, env)))
-        for service, proc in procs:
-            wait_ready(service.name, service.url, proc, RUN / f"{service.name}.log")
-            print(f"    {service.name} ready")
+            supervisor.start(_program(service, env))
+        _wait_all_ready(supervisor)
 
         key = asyncio.run(_dev_key(url))
         step("demo: posting the seed reports' figures through the ingest API")
         subprocess.run(
             [sys.executable, "-m", "shared.cli", "demo", "load", "--key", key, "--url", INGEST.url], check=True
         )
-        _wait_demo_applied(key)
+        _wait_demo_applied(key, supervisor)
         _banner(key)
-        while not stopping and all(p.poll() is None for _, p in procs):
-            time.sleep(0.5)
-        for service, proc in procs:
-            if proc.poll() is not None and not stopping:
-                print(f"!! {service.name} exited with {proc.returncode}; see .run/{service.name}.log")
+        while True:
+            supervisor.poll()
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
+    except CrashLoop as crash:
+        print(f"!! {crash}: giving up and stopping everything. The end of {crash.log}:\n{log_tail(crash.log)}",
+              flush=True)
+        status = 1
     finally:
+        # A second Ctrl-C would leave PostgreSQL or the broker running behind us; the stop has its own timeouts.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         step("stopping")
-        for _, proc in reversed(procs):
-            proc.terminate()
-        for service, proc in reversed(procs):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            (RUN / f"{service.name}.pid").unlink(missing_ok=True)
+        supervisor.stop()
         if broker is not None:
             broker.stop()
         if pg is not None:
             pg.stop()
-        print("stopped; data kept in .run/ for the next `make run`")
-    return 0
+        print("stopped; data kept in .run/ for the next `make run`", flush=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
 
 
 def _banner(key: str) -> None:

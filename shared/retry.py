@@ -13,9 +13,10 @@ import random
 
 
 class Backoff:
-    def __init__(self, first: float = 0.25, cap: float = 10.0) -> None:
+    def __init__(self, first: float = 0.25, cap: float = 10.0, jitter: float = 0.2) -> None:
         self.first = first
         self.cap = cap
+        self.jitter = jitter
         self._next = first
 
     def reset(self) -> None:
@@ -25,7 +26,7 @@ class Backoff:
         """The next delay, with jitter so that replicas restarted together do not retry in lockstep."""
         delay = self._next
         self._next = min(self._next * 2, self.cap)
-        return delay * random.uniform(0.8, 1.2)
+        return delay * random.uniform(1 - self.jitter, 1 + self.jitter) if self.jitter else delay
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:

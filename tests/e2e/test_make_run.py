@@ -8,30 +8,11 @@ on free ports, with the embedded PostgreSQL and broker a fresh machine gets.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import IO
 
-from shared.devstack import free_port
-
-STARTUP_SECONDS = 240
-
-
-def read_until(stream: IO[str], marker: str, deadline: float) -> str:
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"`d06 run` never printed {marker!r}; it printed:\n{''.join(seen)[-4000:]}")
+from tests.fixtures.make_run import SERVICES, d06_run
 
 
 def curl_lines(banner: str) -> list[str]:
@@ -47,34 +28,26 @@ def curl_lines(banner: str) -> list[str]:
     return commands
 
 
-def test_make_run_starts_everything_and_its_printed_curl_lines_work(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP")}
-    env |= {"D06_DEV_PG_PORT": str(free_port()), "D06_DEV_BROKER_PORT": str(free_port()),
-            **{f"D06_DEV_{name}_PORT": str(free_port()) for name in ("INGEST", "AGGREGATE", "QUERY")}}
-    run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], cwd=tmp_path, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        assert run.stdout is not None
-        banner = read_until(run.stdout, "Ctrl-C stops everything.", time.monotonic() + STARTUP_SECONDS)
+def test_make_run_starts_everything_and_its_printed_curl_lines_work() -> None:
+    with d06_run() as run:
+        banner = run.read_banner()
         assert "24 seed-report events accepted" in banner
-        key = (tmp_path / ".run" / "dev-api-key").read_text().strip()
+        key = (run.run_dir / "dev-api-key").read_text().strip()
         assert re.fullmatch(r"d06_[0-9a-f]{12}_\S+", key) and key in banner
-        for name in ("ingest", "aggregate", "query"):
-            assert (tmp_path / ".run" / f"{name}.pid").read_text().strip().isdigit()
+        for name in SERVICES:
+            assert run.pid(name) is not None
 
         post, read = curl_lines(banner)
-        posted = subprocess.run(["bash", "-c", post], cwd=tmp_path, capture_output=True, text=True, check=True)
+        posted = subprocess.run(["bash", "-c", post], cwd=run.cwd, capture_output=True, text=True, check=True)
         assert json.loads(posted.stdout)["accepted"] == 1, posted.stdout
         for _ in range(100):  # the rollup is visible within a second of the 202
-            answer = json.loads(subprocess.run(["bash", "-c", read], cwd=tmp_path, capture_output=True, text=True,
+            answer = json.loads(subprocess.run(["bash", "-c", read], cwd=run.cwd, capture_output=True, text=True,
                                                check=True).stdout)
             if answer["values"][0]["value"] == 141000:
                 break
             time.sleep(0.05)
         assert answer["unit"]["name"] == "Tỉnh Long An"
         assert answer["values"][0]["value"] == 141000, answer
-    finally:
-        run.send_signal(signal.SIGINT)  # Ctrl-C
-        output, _ = run.communicate(timeout=60)
-    assert run.returncode == 0, output
-    assert "stopped; data kept in .run/" in output
+        returncode = run.stop()  # Ctrl-C
+    assert returncode == 0, run.output
+    assert "stopped; data kept in .run/" in run.output
