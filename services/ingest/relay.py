@@ -158,7 +158,7 @@ class Relay:
         offset after the last)}.
 
         Messages go out as one record batch per partition (more when one fills up), in seq order within
-        each: a send per message costs ten times as much CPU, spent mostly on one future per message. Keys
+        each: a send per message costs far more CPU, spent mostly on one future per message. Keys
         go to the partitions aiokafka's default partitioner would choose (murmur2 of the key), computed
         once per key: a batch has a few dozen keys (one per province) for thousands of messages.
         """
