@@ -1,10 +1,10 @@
-"""API keys: creation, storage as a hash, authentication, roles and scope.
+"""API keys as credentials: how one is minted and stored (as a hash), checked, and what it grants.
 
 A key reads `d06_<id>_<secret>`: the id (public, 48 bits) makes lookup one primary-key hit, the secret
 (192 random bits) is never stored — only its SHA-256. A fast hash is the standard construction for
 high-entropy tokens (there is nothing to brute-force); slow KDFs exist for human passwords. Ingest reads the
 key's row on every request; the query service keeps the keys it looked up until api_keys announces a change
-(services/query/keys.py).
+(services/query/keys.py). Who may create which key, and listing and revoking them: shared/keys.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -80,13 +79,13 @@ def new_key() -> tuple[str, str]:
     return key_id, f"{PREFIX}_{key_id}_{secrets.token_urlsafe(24)}"
 
 
-_KEY_ID = re.compile(r"[0-9a-f]{12}")
+KEY_ID = re.compile(r"[0-9a-f]{12}")  # the public part of a key: 48 bits in hex
 
 
 def key_id_of(token: str) -> str | None:
     """The id part of a well-formed key; anything else never reaches the database."""
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or not _KEY_ID.fullmatch(parts[1]):
+    if len(parts) != 3 or parts[0] != PREFIX or not KEY_ID.fullmatch(parts[1]):
         return None
     return parts[1]
 
@@ -114,53 +113,6 @@ async def create_key(
         },
     )
     return key_id, key
-
-
-_KEY_COLUMNS = (
-    "id, name, scope_edition, scope_code, roles, created_at, expires_at, revoked_at, last_used_at, created_by"
-)
-
-
-async def list_keys(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = await conn.execute(text(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at"))
-    return [dict(r._mapping) for r in rows]
-
-
-async def keys_within(
-    conn: AsyncConnection, admin: Principal, *, after: str | None = None, limit: int = 100,
-    key_id: str | None = None,
-) -> list[dict[str, Any]]:
-    """Keys whose scope lies inside `admin`'s (see Principal.covers), by id; one key when `key_id` is given.
-
-    The subtree test runs in SQL against `units`, so a page is exactly `limit` visible keys.
-    """
-    everything = admin.scope_code == NATION and admin.scope_edition is None
-    rows = await conn.execute(
-        text(f"""
-        SELECT {_KEY_COLUMNS} FROM api_keys k
-        WHERE (CAST(:everything AS boolean) OR (
-                  k.scope_edition = CAST(:edition AS text)
-                  AND (CAST(:code AS text) = 'VN' OR k.scope_code = CAST(:code AS text) OR EXISTS (
-                      SELECT 1 FROM units u
-                      WHERE u.edition = k.scope_edition AND u.code = k.scope_code
-                        AND CAST(:code AS text) = ANY (u.ancestors)))))
-          AND (CAST(:after AS text) IS NULL OR k.id > CAST(:after AS text))
-          AND (CAST(:key_id AS text) IS NULL OR k.id = CAST(:key_id AS text))
-        ORDER BY k.id
-        LIMIT :limit
-        """),
-        {"everything": everything, "edition": admin.scope_edition, "code": admin.scope_code, "after": after,
-         "key_id": key_id, "limit": limit},
-    )
-    return [dict(r._mapping) for r in rows]
-
-
-async def revoke_key(conn: AsyncConnection, key_id: str) -> bool:
-    result = await conn.execute(
-        text("UPDATE api_keys SET revoked_at = now() WHERE id = :id AND revoked_at IS NULL RETURNING id"),
-        {"id": key_id},
-    )
-    return result.first() is not None
 
 
 # Every request of every service runs this statement. As the driver's own SQL (which asyncpg still prepares

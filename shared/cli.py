@@ -12,10 +12,11 @@ from typing import Any
 
 from sqlalchemy import text
 
-from shared.auth import Role, create_key, list_keys, revoke_key
+from shared import keys
 from shared.catalog import load_catalog, store_catalog
 from shared.db import make_engine, transaction
 from shared.hierarchy import Edition, fetch_hierarchy, read_dataset, store_units
+from shared.keys import KeyRefused, KeyRequest
 from shared.settings import CommonSettings
 
 DEMO_EVENTS = Path(__file__).with_name("demo") / "seed_events.json"
@@ -74,27 +75,19 @@ def cmd_catalog_load(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    unknown = sorted(set(roles) - {r.value for r in Role})
-    if unknown:
-        print(f"unknown role(s) {unknown}; roles are submit, read, admin", file=sys.stderr)
-        return 2
-    expires = datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
-
+    request = KeyRequest(
+        name=args.name, scope=args.scope, edition=args.edition,
+        roles=[r.strip() for r in args.roles.split(",") if r.strip()],
+        expires_at=datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None,
+    )
     async def body(conn: Any) -> int:
-        if args.scope != "VN" or args.edition:
-            hierarchy = await fetch_hierarchy(conn)
-            edition = args.edition or Edition.E2025.value
-            if hierarchy.get(edition, args.scope) is None:
-                print(f"no unit {args.scope} in edition {edition}", file=sys.stderr)
-                return 2
-        key_id, key = await create_key(
-            conn, name=args.name, scope_code=args.scope,
-            scope_edition=args.edition or (None if args.scope == "VN" else Edition.E2025.value),
-            roles=roles, expires_at=expires,
-        )
+        try:
+            row, key = await keys.create(conn, request, await fetch_hierarchy(conn), None, datetime.now(UTC))
+        except KeyRefused as refused:
+            print(refused.message, file=sys.stderr)
+            return 2
         print(key)
-        print(f"key id {key_id}: shown once, store it now", file=sys.stderr)
+        print(f"key id {row['id']}: shown once, store it now", file=sys.stderr)
         return 0
 
     return _run(lambda: _with_db(body))
@@ -102,15 +95,13 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     async def body(conn: Any) -> int:
-        rows = await list_keys(conn)
+        rows = await keys.list_visible(conn, None)
+        now = datetime.now(UTC)
         print(f"{'id':12}  {'name':20}  {'scope':14}  {'roles':20}  {'state':8}  last used")
         for r in rows:
-            state = "revoked" if r["revoked_at"] else (
-                "expired" if r["expires_at"] and r["expires_at"] < datetime.now(UTC) else "active"
-            )
             scope = f"{r['scope_edition'] or '*'}/{r['scope_code']}"
             print(f"{r['id']:12}  {r['name'][:20]:20}  {scope:14}  {','.join(r['roles']):20}  "
-                  f"{state:8}  {r['last_used_at'] or '-'}")
+                  f"{keys.state_of(r, now):8}  {r['last_used_at'] or '-'}")
         return 0
 
     return _run(lambda: _with_db(body))
@@ -118,7 +109,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     async def body(conn: Any) -> int:
-        if await revoke_key(conn, args.key_id):
+        if await keys.revoke(conn, args.key_id):
             print(f"key {args.key_id} revoked")
             return 0
         print(f"no active key {args.key_id}", file=sys.stderr)

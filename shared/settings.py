@@ -78,8 +78,8 @@ class IngestSettings(CommonSettings):
     rate_limit: float = Field(1000.0, ge=0, validation_alias=env("INGEST_RATE_LIMIT"))
     rate_burst: int = Field(2000, ge=1, validation_alias=env("INGEST_RATE_BURST"))
     # Rows a relay round claims and publishes. A round has fixed costs (round trips to the database and the
-    # broker, each waiting its turn on the event loop beside the requests): under a full load of 1,000-event
-    # batches a relay of 5,000 published ≈14,000 events/s, one of 20,000 ≈25,000–29,000 (docs/performance.md).
+    # broker, each waiting its turn on the event loop beside the requests), so under full load larger rounds
+    # publish faster (docs/performance.md).
     relay_batch: int = Field(20000, validation_alias=env("INGEST_RELAY_BATCH"))
     relay_idle_seconds: float = Field(
         0.2, validation_alias=env("INGEST_RELAY_IDLE_SECONDS")
@@ -93,8 +93,8 @@ class AggregateSettings(CommonSettings):
         "d06-aggregate", validation_alias=env("AGGREGATE_CONSUMER_GROUP")
     )
     max_batch: int = Field(20000, validation_alias=env("AGGREGATE_MAX_BATCH"))
-    # How fast the group notices a dead member and hands its partitions over; Tansu takes about 1.8× the
-    # session timeout to let a restarted consumer back in, so shorter means faster recovery after a crash.
+    # How fast the group notices a dead member and hands its partitions over; Tansu lets a restarted consumer
+    # back in only some while after the session timeout, so shorter means faster recovery after a crash.
     session_timeout_ms: int = Field(10000, ge=1000, validation_alias=env("AGGREGATE_SESSION_TIMEOUT_MS"))
     heartbeat_interval_ms: int = Field(3000, ge=300, validation_alias=env("AGGREGATE_HEARTBEAT_INTERVAL_MS"))
     db_role: DbRole = Field("d06_aggregate", validation_alias=env("AGGREGATE_DB_ROLE"))

@@ -14,20 +14,24 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from services.ingest.admin import router as admin_router
 from services.ingest.api import router
 from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import Relay
-from services.ingest.runtime import Runtime, keep_hierarchy, rare_collections
+from services.ingest.state import IngestState
 from shared.catalog import load_catalog
-from shared.db import make_engine
+from shared.db import make_engine, ping
 from shared.dbroles import act_as
 from shared.errors import install_error_handlers
+from shared.hierarchy_keeper import HierarchyKeeper
 from shared.limits import BodyLimitMiddleware, RateLimiter
+from shared.memory import rare_collections
 from shared.observability import Check, configure_logging, install_observability, new_registry
 from shared.settings import IngestSettings
+
+# A unit removed from (or added to) the hierarchy is noticed within this long on every replica.
+HIERARCHY_REFRESH_SECONDS = 60.0
 
 DESCRIPTION = """\
 Receives Project 06 indicator values from ministry and provincial integrations, validates them against
@@ -74,53 +78,50 @@ def _lifespan(
             make_engine(settings.database_url, pool_size=settings.db_pool_size, app="d06-ingest"), settings.db_role
         )
         app.state.engine = engine  # for the pool metrics
-        runtime = Runtime(settings=settings, engine=engine, catalog=load_catalog(), metrics=metrics,
-                          limiter=RateLimiter(settings.rate_limit, settings.rate_burst))
-        if settings.relay_enabled:
-            runtime.relay = Relay(engine, settings, metrics)
-        hierarchy_task = asyncio.create_task(keep_hierarchy(runtime), name="d06-ingest-hierarchy")
-        relay_task = (
-            asyncio.create_task(runtime.relay.run(), name="d06-ingest-relay") if runtime.relay else None
+        state = IngestState(
+            settings=settings, engine=engine, catalog=load_catalog(), metrics=metrics,
+            limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
+            keeper=HierarchyKeeper(engine, refresh_seconds=HIERARCHY_REFRESH_SECONDS),
         )
-        app.state.runtime = runtime
+        if settings.relay_enabled:
+            state.relay = Relay(engine, settings, metrics)
+        hierarchy_task = asyncio.create_task(state.keeper.run(), name="d06-ingest-hierarchy")
+        relay_task = asyncio.create_task(state.relay.run(), name="d06-ingest-relay") if state.relay else None
+        app.state.ingest = state
         try:
             with rare_collections():
                 yield
         finally:
             # Reverse order of acquisition: the relay still needs the engine to mark its last batch.
-            if runtime.relay is not None and relay_task is not None:
-                await runtime.relay.shutdown(relay_task)
+            if state.relay is not None and relay_task is not None:
+                await state.relay.shutdown(relay_task)
             hierarchy_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await hierarchy_task
-            app.state.runtime = None
+            app.state.ingest = None
             await engine.dispose()
 
     return lifespan
 
 
 def _readiness_checks(app: FastAPI) -> dict[str, Check]:
-    def runtime() -> Runtime:
-        current: Runtime | None = getattr(app.state, "runtime", None)
+    def state() -> IngestState:
+        current: IngestState | None = getattr(app.state, "ingest", None)
         if current is None:
             raise NotStarted("the service is not running")
         return current
 
     async def database() -> None:
-        async def ping() -> None:
-            async with runtime().engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-        await asyncio.wait_for(ping(), 3)
+        await ping(state().engine)
 
     async def hierarchy() -> None:
-        if runtime().hierarchy is None:
+        if state().hierarchy is None:
             raise HierarchyNotLoaded("the unit hierarchy is not loaded yet")
 
     async def broker() -> None:
         # Only the first contact gates readiness: later, Kafka being down must not take ingest out of
         # service, because accepted events wait in the outbox (DESIGN §1).
-        relay = runtime().relay
+        relay = state().relay
         if relay is not None and not relay.reached_broker:
             raise BrokerNotReached("the relay has not reached the broker yet")
 

@@ -8,9 +8,12 @@ relay's steps. Never label by unit, indicator or event id: their cardinality is 
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.ingest.validation import UNKNOWN_GROUP, RejectReason
+from services.ingest.service import Refused, Submission
+from services.ingest.validation import UNKNOWN_GROUP, BatchValidation, RejectReason
 from shared.catalog import Group
 
 GROUPS = [g.value for g in Group] + [UNKNOWN_GROUP]
@@ -85,3 +88,21 @@ class IngestMetrics:
                 self.rejected.labels(group, reason)
         for stage in RELAY_STAGES:
             self.relay_errors.labels(stage)
+
+    def count(self, outcome: Submission) -> None:
+        """A stored batch: one increment per label set, not per event (a batch is mostly one group)."""
+        for group, n in Tally(event.group for event in outcome.stored).items():
+            self.accepted.labels(group).inc(n)
+        for group, n in Tally(event.group for event in outcome.duplicates).items():
+            self.duplicates.labels(group).inc(n)
+        for (group, reason), n in Tally((r.group, r.reason.value) for r in outcome.rejected).items():
+            self.rejected.labels(group, reason).inc(n)
+
+    def count_refused(self, validation: BatchValidation, refused: Refused) -> None:
+        """An atomic batch refused whole: its culprits by their reason, the valid rest as `batch`."""
+        culprits = {r.index for r in refused.rejected}
+        for rejection in refused.rejected:
+            self.rejected.labels(rejection.group, rejection.reason.value).inc()
+        for event in validation.valid:
+            if event.index not in culprits:
+                self.rejected.labels(event.group, "batch").inc()

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from typing import Any
 
@@ -34,6 +33,7 @@ from services.ingest.broker import delete_topic, end_offsets, inspect_topic
 from services.ingest.metrics import IngestMetrics
 from shared.db import transaction
 from shared.kafka import bounded, ensure_topics, make_producer
+from shared.retry import Backoff, describe
 from shared.settings import IngestSettings
 
 log = logging.getLogger("d06.ingest.relay")
@@ -80,11 +80,11 @@ class Relay:
         return [self.settings.events_topic, self.settings.dead_letter_topic]
 
     async def run(self) -> None:
-        delay = BACKOFF_FIRST
+        backoff = Backoff(first=BACKOFF_FIRST, cap=BACKOFF_CAP)
         while not self._stopping:
             try:
                 more = await self._step()
-                delay = BACKOFF_FIRST
+                backoff.reset()
             except (KafkaError, OSError, TimeoutError, SQLAlchemyError) as exc:
                 await self._failed(exc, unexpected=False)
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any single failure
@@ -93,8 +93,7 @@ class Relay:
                 if not more:
                     await self._pause(self.settings.relay_idle_seconds, wakeable=True)
                 continue
-            await self._pause(delay * random.uniform(0.8, 1.2), wakeable=False)
-            delay = min(delay * 2, BACKOFF_CAP)
+            await self._pause(backoff.next(), wakeable=False)
 
     async def shutdown(self, task: asyncio.Task[None]) -> None:
         """Finish the batch in hand (published and marked, or rolled back on timeout), then stop."""
@@ -159,7 +158,7 @@ class Relay:
         offset after the last)}.
 
         Messages go out as one record batch per partition (more when one fills up), in seq order within
-        each: a send per message costs ten times as much CPU, spent mostly on one future per message. Keys
+        each: a send per message costs far more CPU, spent mostly on one future per message. Keys
         go to the partitions aiokafka's default partitioner would choose (murmur2 of the key), computed
         once per key: a batch has a few dozen keys (one per province) for thousands of messages.
         """
@@ -266,7 +265,7 @@ class Relay:
         if unexpected:
             log.exception("relay: unexpected error at stage %s; backing off", self._stage)
         else:
-            log.warning("relay: %s failed (%s: %s); backing off", self._stage, type(exc).__name__, exc)
+            log.warning("relay: %s failed (%s); backing off", self._stage, describe(exc))
         if self._stage != "database":
             self._checked_at = -math.inf  # after a broker error, look at the topic before producing again
             await self._drop_producer()  # a fresh client: no stale metadata, no half-sent batch

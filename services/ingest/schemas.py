@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from services.ingest.body import MAX_EVENTS
+from services.ingest.validation import EVENT_ID_PATTERN, MAX_COMMENT
 from shared.errors import FieldError
 from shared.limits import unsafe_character
-
-EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 class EventIn(BaseModel):
@@ -25,7 +25,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_id: str | None = Field(
-        None, pattern=EVENT_ID_PATTERN,
+        None, pattern=f"^{EVENT_ID_PATTERN}$",
         description="The client's idempotency key; generated when absent. Resending the same event_id "
                     "with the same content is answered like the first time; with other content it is a 409.",
     )
@@ -44,11 +44,11 @@ class EventIn(BaseModel):
     )
     numerator: float | None = Field(None, description="ratio (or boolean coverage): the numerator, ≥ 0.")
     denominator: float | None = Field(None, description="ratio (or boolean coverage): the denominator, > 0.")
-    comment: str | None = Field(None, max_length=1000, description="Where the figure comes from.")
+    comment: str | None = Field(None, max_length=MAX_COMMENT, description="Where the figure comes from.")
 
 
 class EventBatchIn(BaseModel):
-    events: list[EventIn] = Field(min_length=1, max_length=5000)
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 BATCH_EXAMPLE: dict[str, Any] = {

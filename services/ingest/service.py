@@ -16,10 +16,10 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest import outbox
-from services.ingest.validation import BatchValidation, FieldError, Rejection, RejectReason, ValidEvent
+from services.ingest.validation import BatchValidation, Rejection, RejectReason, ValidEvent
 from shared.auth import Principal, Role
 from shared.catalog import Catalog, Measure
-from shared.errors import Conflict, Forbidden, Problem, ValidationFailed
+from shared.errors import Conflict, FieldError, Forbidden, Problem, ValidationFailed
 from shared.hierarchy import NATION, Hierarchy
 from shared.values import as_number
 

@@ -144,7 +144,7 @@ def _components(
 def _figure(field: str, raw: Any, problems: list[tuple[str, str]], *, what: str | None = None) -> Decimal | None:
     """A finite, non-negative, bounded number, normalised (`87700.0` → `87700`) so equal figures hash alike."""
     if type(raw) is Decimal and str(raw).isdigit() and raw <= MAX_FIGURE:
-        return raw  # the common case, a JSON integer in range: already plain (the checks below cost 1 µs)
+        return raw  # the common case, a JSON integer in range: already plain (skips the checks below, once per figure)
     if isinstance(raw, bool):
         problems.append((field, f"{what}: send a number, not true/false" if what
                          else "expected a number, not true/false"))

@@ -31,7 +31,7 @@ async def running(app: FastAPI, *, ready: bool = True) -> AsyncIterator[httpx.As
 
 
 async def _hierarchy_loaded(app: FastAPI) -> bool:
-    return app.state.runtime.hierarchy is not None
+    return app.state.ingest.hierarchy is not None
 
 
 async def until(check: Any, *, what: str, within: float = 30.0) -> None:

@@ -75,7 +75,7 @@ def own_broker() -> Iterator[LocalBroker]:
 
 
 def relay_of(app: Any) -> Relay:
-    relay = app.state.runtime.relay
+    relay = app.state.ingest.relay
     assert isinstance(relay, Relay)
     return relay
 

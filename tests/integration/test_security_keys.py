@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import sys
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -165,3 +166,35 @@ async def test_last_used_at_is_kept_by_ingest_and_not_by_the_read_only_query_ser
         assert (await query.get("/v1/indicators", headers=auth(reader))).status_code == 200
     assert await last_used(submitter) is not None
     assert await last_used(reader) is None
+
+
+async def test_the_operator_commands_follow_the_same_rules(stack: Stack) -> None:
+    """`d06 keys` and /v1/admin/keys share one key service: the operator is bound by no other key, but a
+    scope must still exist and roles must be known."""
+
+    async def d06(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shared.cli", "keys", *args, env=stack.env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        return process.returncode or 0, out.decode(), err.decode()
+
+    code, out, _ = await d06("create", "--scope", "803", "--edition", "legacy", "--roles", "submit",
+                             "--name", "Bến Lức")
+    assert code == 0
+    key = out.strip()
+    assert (await d06("create", "--scope", "999", "--roles", "read"))[0] == 2  # no such unit in 2025
+    assert (await d06("create", "--scope", "VN", "--roles", "read,root"))[0] == 2
+    async with running(create_app(no_relay(stack))) as client:
+        assert (await client.post("/v1/events", json={"events": [EVENT]}, headers=auth(key))).status_code == 202
+
+    def listed_state(listing: str) -> str:  # columns: id, name, scope, roles, state, last used
+        (line,) = [line for line in listing.splitlines() if line.startswith(key_id(key))]
+        assert line[36:50].strip() == "legacy/803"
+        return line[74:82].strip()
+
+    assert listed_state((await d06("list"))[1]) == "active"
+    assert (await d06("revoke", key_id(key)))[:2] == (0, f"key {key_id(key)} revoked\n")
+    assert listed_state((await d06("list"))[1]) == "revoked"
+    assert (await d06("revoke", key_id(key)))[0] == 1  # no active key of that id any more

@@ -85,7 +85,7 @@ async def test_each_role_may_do_exactly_what_its_service_needs(stack: Stack, rol
 
 async def test_the_services_connect_as_their_roles(stack: Stack) -> None:
     ingest = create_ingest(no_relay(stack))
-    async with running(ingest), ingest.state.runtime.engine.connect() as conn:
+    async with running(ingest), ingest.state.ingest.engine.connect() as conn:
         assert await conn.scalar(text("SELECT current_user")) == INGEST_ROLE
         await conn.execute(text("RESET ROLE"))  # a session's default survives a reset
         assert await conn.scalar(text("SELECT current_user")) == INGEST_ROLE

@@ -10,20 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.ingest.body import parse_body
 from services.ingest.validation import (
     Context,
-    MalformedJson,
     Rejection,
     RejectReason,
     ValidEvent,
     content_hash,
-    parse_body,
     validate_batch,
     validate_event,
 )
 from shared.auth import Principal
 from shared.catalog import Catalog, Indicator
-from shared.errors import ValidationFailed
+from shared.errors import MalformedJson, ValidationFailed
 from shared.hierarchy import Hierarchy, Unit
 
 TODAY = date(2026, 11, 22)

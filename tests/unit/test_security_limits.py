@@ -8,7 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from services.ingest.validation import parse_body
+from services.ingest.body import parse_body
 from shared.auth import Principal, key_id_of, new_key
 from shared.errors import ValidationFailed, location, problem_bytes, safe_echo
 from shared.hierarchy import Hierarchy, Unit
