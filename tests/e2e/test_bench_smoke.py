@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Stack
+from tests.fixtures.infra import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 

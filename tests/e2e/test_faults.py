@@ -24,9 +24,9 @@ import pytest
 from shared.db import create_database
 from shared.devstack import LocalBroker, LocalPostgres, free_port
 from shared.hierarchy import Unit, read_dataset
-from tests.conftest import RUN_DIR, TEMPLATE, Infra, Stack, build_template
-from tests.e2e.processes import ServiceProcesses, start_services
-from tests.e2e.workload import Workload, wait_until_rollups_match
+from tests.fixtures.infra import RUN_DIR, TEMPLATE, Infra, Stack, build_template
+from tests.fixtures.processes import ServiceProcesses, start_services
+from tests.fixtures.workload import Workload, wait_until_rollups_match
 
 pytestmark = pytest.mark.e2e
 

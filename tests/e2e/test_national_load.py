@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from shared.hierarchy import read_dataset
-from tests.conftest import Stack
-from tests.e2e.processes import ServiceProcesses, start_services
-from tests.e2e.workload import MONTHS, Workload, wait_until_rollups_match
+from tests.fixtures.infra import Stack
+from tests.fixtures.processes import ServiceProcesses, start_services
+from tests.fixtures.workload import MONTHS, Workload, wait_until_rollups_match
 
 pytestmark = pytest.mark.e2e
 

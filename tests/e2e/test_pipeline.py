@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from shared.hierarchy import read_dataset
-from tests.conftest import Stack
-from tests.e2e.processes import ServiceProcesses, start_services
+from tests.fixtures.infra import Stack
+from tests.fixtures.processes import ServiceProcesses, start_services
 
 pytestmark = pytest.mark.e2e
 

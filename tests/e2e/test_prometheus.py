@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from shared.devstack import free_port
-from tests.conftest import Stack
-from tests.e2e.processes import MODULES, ServiceProcesses, start_services
 from tests.fixtures.deploy_toolchain import prometheus
+from tests.fixtures.infra import Stack
+from tests.fixtures.processes import MODULES, ServiceProcesses, start_services
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ import pytest
 
 from shared.devrun import is_ready
 from shared.hierarchy import Unit, read_dataset
-from tests.e2e.workload import Workload, wait_until_rollups_match
 from tests.fixtures.make_run import SERVICES, d06_run
 from tests.fixtures.waiting import until
+from tests.fixtures.workload import Workload, wait_until_rollups_match
 
 pytestmark = pytest.mark.e2e
 

@@ -32,9 +32,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from services.ingest.app import create_app as create_ingest
-from tests.conftest import Stack
-from tests.integration.test_ingest import no_relay, running
-from tests.integration.test_query import LEGACY, insert, serve
+from tests.fixtures.apps import no_relay, running, serve
+from tests.fixtures.infra import Stack
+from tests.fixtures.rollups import LEGACY, insert
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]

@@ -2,69 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any
-
-import asyncpg
-import httpx
-from fastapi import FastAPI
 
 from services.ingest.app import create_app
-from shared.db import plain_url
 from shared.settings import IngestSettings
-from tests.conftest import Stack
-
-
-@asynccontextmanager
-async def running(app: FastAPI, *, ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan, and a client; waits until the hierarchy is loaded unless told not to."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 4567))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            if ready:
-                await until(lambda: _hierarchy_loaded(app), what="the hierarchy to load")
-            yield client
-
-
-async def _hierarchy_loaded(app: FastAPI) -> bool:
-    return app.state.ingest.hierarchy is not None
-
-
-async def until(check: Any, *, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def db_fetch(stack: Stack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(plain_url(stack.database_url))
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def stock(unit: str = "803", value: Any = 87700, **extra: Any) -> dict[str, Any]:
-    return {"unit": unit, "indicator": "cccd_issued", "period": "2024-07", "value": value, **extra}
-
-
-def coverage(unit: str = "803", **extra: Any) -> dict[str, Any]:
-    return {"unit": unit, "indicator": "cccd_coverage", "period": "2024-07",
-            "numerator": 87700, "denominator": 90412, **extra}
-
-
-def no_relay(stack: Stack, **overrides: Any) -> IngestSettings:
-    return stack.settings(IngestSettings, relay_enabled=False, **overrides)
+from tests.fixtures.apps import auth, no_relay, running
+from tests.fixtures.events import coverage, stock
+from tests.fixtures.infra import Stack
+from tests.fixtures.waiting import eventually
 
 
 async def test_a_batch_is_stored_in_the_outbox_before_the_answer(stack: Stack) -> None:
@@ -80,7 +26,7 @@ async def test_a_batch_is_stored_in_the_outbox_before_the_answer(stack: Stack) -
         assert [e["event_id"] for e in body["events"]][:2] == ["a-1", "a-2"]
         assert seqs == sorted(seqs) and len(set(seqs)) == 3
 
-    rows = await db_fetch(stack, "SELECT * FROM outbox ORDER BY seq")
+    rows = await stack.fetch("SELECT * FROM outbox ORDER BY seq")
     assert [r["seq"] for r in rows] == seqs
     first, second, third = rows
     assert (first["edition"], first["unit"], first["province"], first["num"], first["den"]) == (
@@ -101,7 +47,7 @@ async def test_text_is_stored_exactly_as_sent(stack: Stack) -> None:
         response = await client.post("/v1/events", json={"events": [stock(event_id="t.1:a_b-c", comment=comment)]},
                                      headers=auth(key))
         assert response.status_code == 202, response.text
-    rows = await db_fetch(stack, "SELECT event_id, comment FROM outbox")
+    rows = await stack.fetch("SELECT event_id, comment FROM outbox")
     assert [(r["event_id"], r["comment"]) for r in rows] == [("t.1:a_b-c", comment)]
 
 async def test_numbers_are_stored_exactly_as_sent(stack: Stack) -> None:
@@ -111,7 +57,7 @@ async def test_numbers_are_stored_exactly_as_sent(stack: Stack) -> None:
     async with running(create_app(no_relay(stack))) as client:
         response = await client.post("/v1/events", content=body, headers=auth(key))
         assert response.status_code == 202, response.text
-    rows = await db_fetch(stack, "SELECT num::text AS num FROM outbox")
+    rows = await stack.fetch("SELECT num::text AS num FROM outbox")
     assert rows[0]["num"] == "999999999999999.999999"
 
 
@@ -125,7 +71,7 @@ async def test_atomic_batches_store_all_or_nothing(stack: Stack) -> None:
         problem = refused.json()
         assert problem["type"].endswith("/validation-error")
         assert {e["loc"] for e in problem["errors"]} == {"events[1].period", "events[2].numerator"}
-        assert await db_fetch(stack, "SELECT 1 FROM outbox") == []
+        assert await stack.fetch("SELECT 1 FROM outbox") == []
 
         partial = await client.post("/v1/events?atomic=false", json={"events": batch}, headers=auth(key))
         assert partial.status_code == 202
@@ -136,7 +82,7 @@ async def test_atomic_batches_store_all_or_nothing(stack: Stack) -> None:
         assert body["rejected"][0]["errors"] == [{
             "loc": "events[1].period",
             "message": "cccd_issued is reported monthly (2024-07); 2024-H1 is a half-year"}]
-        assert len(await db_fetch(stack, "SELECT 1 FROM outbox")) == 1
+        assert len(await stack.fetch("SELECT 1 FROM outbox")) == 1
 
 
 async def test_a_resend_is_answered_like_the_first_time_and_a_change_is_a_conflict(stack: Stack) -> None:
@@ -158,7 +104,7 @@ async def test_a_resend_is_answered_like_the_first_time_and_a_change_is_a_confli
         assert changed.status_code == 409
         assert changed.json()["type"].endswith("/conflict")
         assert changed.json()["errors"][0]["loc"] == "events[1].event_id"
-        assert len(await db_fetch(stack, "SELECT 1 FROM outbox")) == 2  # "new" was not stored either
+        assert len(await stack.fetch("SELECT 1 FROM outbox")) == 2  # "new" was not stored either
 
         mixed = await client.post("/v1/events?atomic=false", json={"events": [stock(event_id="new"),
                                                                                 stock(event_id="r-1", value=1)]},
@@ -176,13 +122,13 @@ async def test_the_same_event_id_twice_in_one_batch(stack: Stack) -> None:
         assert twice.status_code == 202
         assert twice.json()["accepted"] == 2
         assert len({e["seq"] for e in twice.json()["events"]}) == 1
-        assert len(await db_fetch(stack, "SELECT 1 FROM outbox")) == 1
+        assert len(await stack.fetch("SELECT 1 FROM outbox")) == 1
 
         differ = [stock(event_id="e"), stock(event_id="e", value=5)]
         assert (await client.post("/v1/events", json={"events": differ}, headers=auth(key))).status_code == 409
         partial = await client.post("/v1/events?atomic=false", json={"events": differ}, headers=auth(key))
         assert [r["index"] for r in partial.json()["rejected"]] == [1]
-        assert len(await db_fetch(stack, "SELECT 1 FROM outbox")) == 2
+        assert len(await stack.fetch("SELECT 1 FROM outbox")) == 2
 
 
 async def test_keys_roles_and_scope(stack: Stack) -> None:
@@ -211,7 +157,7 @@ async def test_keys_roles_and_scope(stack: Stack) -> None:
         assert partial.status_code == 202
         assert [(r["index"], r["status"]) for r in partial.json()["rejected"]] == [(1, 403)]
         assert partial.json()["rejected"][0]["type"].endswith("/forbidden")
-    units = [r["unit"] for r in await db_fetch(stack, "SELECT unit FROM outbox")]
+    units = [r["unit"] for r in await stack.fetch("SELECT unit FROM outbox")]
     assert units == ["803", "803"]
 
 
@@ -233,7 +179,7 @@ async def test_bodies_too_large_or_not_json(stack: Stack) -> None:
         assert malformed.status_code == 400 and malformed.json()["type"].endswith("/malformed-json")
         empty = await client.post("/v1/events", json={"events": []}, headers=auth(key))
         assert empty.status_code == 422 and empty.json()["errors"][0]["loc"] == "events"
-    assert await db_fetch(stack, "SELECT 1 FROM outbox") == []
+    assert await stack.fetch("SELECT 1 FROM outbox") == []
 
 
 async def test_event_status_scope_and_submitter(stack: Stack) -> None:
@@ -256,12 +202,12 @@ async def test_event_status_scope_and_submitter(stack: Stack) -> None:
         assert (await client.get("/v1/events/nope", headers=auth(admin))).status_code == 404
         assert (await client.get("/v1/events/s-1")).status_code == 401
 
-        await db_fetch(stack, "UPDATE outbox SET published_at = now()")
+        await stack.execute("UPDATE outbox SET published_at = now()")
         assert (await client.get("/v1/events/s-1", headers=auth(sender))).json()["status"] == "published"
-        await db_fetch(stack, """INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_den, rep_seq)
+        await stack.fetch("""INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_den, rep_seq)
                                  VALUES ('legacy', '803', 'cccd_coverage', '2024-07', 87700, 90412, $1)""", seq)
         assert (await client.get("/v1/events/s-1", headers=auth(sender))).json()["status"] == "applied"
-        await db_fetch(stack, "INSERT INTO dead_letters (seq, event_id, reason, payload) "
+        await stack.execute("INSERT INTO dead_letters (seq, event_id, reason, payload) "
                               "VALUES ($1, 's-1', 'unit unknown to the aggregator', '{}')", seq)
         rejected = (await client.get("/v1/events/s-1", headers=auth(sender))).json()
         assert (rejected["status"], rejected["reason"]) == ("rejected", "unit unknown to the aggregator")
@@ -273,7 +219,7 @@ async def test_readiness_and_metrics(stack: Stack) -> None:
         async def ready() -> bool:
             return (await client.get("/readyz")).status_code == 200
 
-        await until(ready, what="/readyz")
+        await eventually(ready, what="/readyz")
         await client.post("/v1/events", json={"events": [stock(event_id="m-1")]}, headers=auth(key))
         await client.post("/v1/events", json={"events": [stock(event_id="m-1")]}, headers=auth(key))
         await client.post("/v1/events?atomic=false", json={"events": [stock(period="2024")]}, headers=auth(key))
@@ -292,7 +238,7 @@ async def test_readiness_and_metrics(stack: Stack) -> None:
 
 async def test_submissions_wait_for_the_hierarchy(stack: Stack) -> None:
     key = await stack.create_key()
-    await db_fetch(stack, "ALTER TABLE units RENAME TO units_hidden")  # as if not migrated yet
+    await stack.execute("ALTER TABLE units RENAME TO units_hidden")  # as if not migrated yet
     app = create_app(no_relay(stack))
     async with running(app, ready=False) as client:
         refused = await client.post("/v1/events", json={"events": [stock()]}, headers=auth(key))
@@ -300,7 +246,11 @@ async def test_submissions_wait_for_the_hierarchy(stack: Stack) -> None:
         not_ready = await client.get("/readyz")  # problem+json; the cause is logged, never shown
         assert not_ready.headers["content-type"] == "application/problem+json"
         assert not_ready.json()["failing"] == {"hierarchy": "not ready"}
-        await db_fetch(stack, "ALTER TABLE units_hidden RENAME TO units")
-        await until(lambda: _hierarchy_loaded(app), what="the hierarchy to load after the table appears")
+        await stack.execute("ALTER TABLE units_hidden RENAME TO units")
+
+        async def loaded() -> bool:
+            return app.state.ingest.hierarchy is not None
+
+        await eventually(loaded, what="the hierarchy to load after the table appears")
         accepted = await client.post("/v1/events", json={"events": [stock()]}, headers=auth(key))
         assert accepted.status_code == 202

@@ -20,8 +20,10 @@ from shared.devstack import LocalBroker, free_port
 from shared.events import AcceptedEvent
 from shared.kafka import ensure_topics
 from shared.settings import IngestSettings
-from tests.conftest import RUN_DIR, Stack
-from tests.integration.test_ingest import auth, coverage, db_fetch, running, stock, until
+from tests.fixtures.apps import auth, running
+from tests.fixtures.events import coverage, stock
+from tests.fixtures.infra import RUN_DIR, Stack
+from tests.fixtures.waiting import eventually
 
 PROVINCE_UNITS = ["803", "936", "00004", "001", "80", "93"]  # legacy: Long An, Hậu Giang, Hà Nội
 
@@ -59,7 +61,7 @@ async def partitions_of(bootstrap: str, topic: str) -> int:
 
 
 async def all_published(stack: Stack) -> bool:
-    rows = await db_fetch(stack, "SELECT count(*) FILTER (WHERE published_at IS NULL) AS waiting FROM outbox")
+    rows = await stack.fetch("SELECT count(*) FILTER (WHERE published_at IS NULL) AS waiting FROM outbox")
     return bool(rows[0]["waiting"] == 0)
 
 
@@ -86,7 +88,7 @@ async def test_the_relay_publishes_every_accepted_event(stack: Stack) -> None:
     async with running(app) as client:
         posted = await client.post("/v1/events", json={"events": batch("p", 30)}, headers=auth(key))
         assert posted.status_code == 202
-        await until(lambda: all_published(stack), what="the relay to publish the batch")
+        await eventually(lambda: all_published(stack), what="the relay to publish the batch")
         status = (await client.get("/v1/events/p-0", headers=auth(key))).json()
         assert status["status"] == "published" and status["published_at"] is not None
         assert "d06_ingest_relay_published_events_total 30.0" in (await client.get("/metrics")).text
@@ -94,7 +96,7 @@ async def test_the_relay_publishes_every_accepted_event(stack: Stack) -> None:
     records = await consume(stack.kafka_bootstrap, stack.events_topic, expect=30)
     events = [(p, r.key, AcceptedEvent.from_bytes(r.value)) for p, r in records]
     assert sorted(e.event_id for _, _, e in events) == sorted(f"p-{i}" for i in range(30))
-    stored = {r["seq"]: r for r in await db_fetch(stack, "SELECT * FROM outbox")}
+    stored = {r["seq"]: r for r in await stack.fetch("SELECT * FROM outbox")}
     per_key: dict[bytes, set[int]] = {}
     for partition, record_key, event in events:
         row = stored[event.seq]
@@ -107,7 +109,7 @@ async def test_the_relay_publishes_every_accepted_event(stack: Stack) -> None:
     for partition in {p for p, _, _ in events}:
         seqs = [e.seq for p, _, e in events if p == partition]
         assert seqs == sorted(seqs)
-    offsets = {r["partition"]: r["next_offset"] for r in await db_fetch(stack, "SELECT * FROM relay_offsets")}
+    offsets = {r["partition"]: r["next_offset"] for r in await stack.fetch("SELECT * FROM relay_offsets")}
     assert sum(offsets.values()) == 30
     assert await partitions_of(stack.kafka_bootstrap, stack.events_topic) == stack.partitions
     assert await partitions_of(stack.kafka_bootstrap, stack.dead_letter_topic) == stack.partitions
@@ -126,10 +128,10 @@ async def test_the_relay_sends_the_bytes_of_the_wire_schema(stack: Stack) -> Non
         posted = await client.post("/v1/events", content=orjson.dumps({"events": events}, default=str).replace(
             b'"12.5"', b"12.5").replace(b'"0.000001"', b"0.000001"), headers=auth(key))
         assert posted.status_code == 202, posted.text
-        await until(lambda: all_published(stack), what="the relay to publish the batch")
+        await eventually(lambda: all_published(stack), what="the relay to publish the batch")
     records = await consume(stack.kafka_bootstrap, stack.events_topic, expect=len(events))
     columns = ", ".join(f.name for f in fields(AcceptedEvent))
-    stored = {r["seq"]: AcceptedEvent(*r) for r in await db_fetch(stack, f"SELECT {columns} FROM outbox")}
+    stored = {r["seq"]: AcceptedEvent(*r) for r in await stack.fetch(f"SELECT {columns} FROM outbox")}
     assert len(records) == len(events)
     sent = {orjson.loads(record.value)["event_id"]: record for _, record in records}
     for record in sent.values():
@@ -158,7 +160,7 @@ async def test_kafka_down_events_wait_in_the_outbox_then_go(stack: Stack) -> Non
         broker = LocalBroker(port, log_path=RUN_DIR / "tansu-ingest-late.log")
         broker.start()  # Kafka comes back: the waiting events go out without any client resending
         try:
-            await until(lambda: all_published(stack), what="publication once Kafka is back", within=40)
+            await eventually(lambda: all_published(stack), what="publication once Kafka is back", within=40)
             assert len(await consume(broker.bootstrap, stack.events_topic, expect=5)) == 5
             assert (await client.get("/readyz")).status_code == 200
         finally:
@@ -174,13 +176,13 @@ async def test_a_lost_topic_is_recreated_and_unapplied_events_republished(
     async with running(app) as client:
         relay_of(app).topic_check_seconds = 0.5
         await client.post("/v1/events", json={"events": batch("g", 12)}, headers=auth(key))
-        await until(lambda: all_published(stack), what="the first publication")
-        applied, dead = (await db_fetch(stack, "SELECT seq FROM outbox WHERE event_id IN ('g-0', 'g-1') "
+        await eventually(lambda: all_published(stack), what="the first publication")
+        applied, dead = (await stack.fetch("SELECT seq FROM outbox WHERE event_id IN ('g-0', 'g-1') "
                                                "ORDER BY event_id"))
-        await db_fetch(stack, """INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_seq)
+        await stack.fetch("""INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_seq)
                                  SELECT edition, unit, indicator, period, num, seq FROM outbox WHERE seq = $1""",
                        applied["seq"])
-        await db_fetch(stack, "INSERT INTO dead_letters (seq, event_id, reason, payload) VALUES ($1, 'g-1', 'x', '{}')",
+        await stack.execute("INSERT INTO dead_letters (seq, event_id, reason, payload) VALUES ($1, 'g-1', 'x', '{}')",
                        dead["seq"])
 
         own_broker.restart()
@@ -191,11 +193,11 @@ async def test_a_lost_topic_is_recreated_and_unapplied_events_republished(
         await admin.close()
 
         async def epoch_bumped() -> bool:
-            rows = await db_fetch(stack, "SELECT epoch FROM topic_epochs WHERE topic = $1", settings.events_topic)
+            rows = await stack.fetch("SELECT epoch FROM topic_epochs WHERE topic = $1", settings.events_topic)
             return bool(rows) and rows[0]["epoch"] == 1
 
-        await until(epoch_bumped, what="the relay to notice the loss")
-        await until(lambda: all_published(stack), what="the republication")
+        await eventually(epoch_bumped, what="the relay to notice the loss")
+        await eventually(lambda: all_published(stack), what="the republication")
         assert 'd06_ingest_relay_log_losses_total 1.0' in (await client.get("/metrics")).text
 
     records = await consume(own_broker.bootstrap, settings.events_topic, expect=10)
@@ -210,7 +212,7 @@ async def test_an_offset_going_back_reveals_a_lost_log(stack: Stack, own_broker:
     app = create_app(settings)
     async with running(app) as client:
         await client.post("/v1/events", json={"events": batch("o", 8, ["803"])}, headers=auth(key))
-        await until(lambda: all_published(stack), what="the first publication")
+        await eventually(lambda: all_published(stack), what="the first publication")
         relay_of(app).topic_check_seconds = 3600  # only a produced offset can reveal the loss now
 
         own_broker.restart()
@@ -226,10 +228,10 @@ async def test_an_offset_going_back_reveals_a_lost_log(stack: Stack, own_broker:
                           headers=auth(key))
 
         async def recovered() -> bool:
-            rows = await db_fetch(stack, "SELECT epoch FROM topic_epochs")
+            rows = await stack.fetch("SELECT epoch FROM topic_epochs")
             return bool(rows) and rows[0]["epoch"] == 1 and await all_published(stack)
 
-        await until(recovered, what="the relay to notice the loss")
+        await eventually(recovered, what="the relay to notice the loss")
 
     records = await consume(own_broker.bootstrap, settings.events_topic, expect=4 + 9 + 1)
     ids = [AcceptedEvent.from_bytes(r.value).event_id for _, r in records if r.value != b"noise"]
@@ -242,22 +244,22 @@ async def test_shutdown_finishes_the_batch_in_hand_and_loses_nothing(stack: Stac
     events = [stock(unit=PROVINCE_UNITS[i % 6], event_id=f"s-{i}", value=i) for i in range(2000)]
     app = create_app(settings)
     async with running(app) as client:
-        await until(lambda: _reached(app), what="the relay to reach the broker")
+        await eventually(lambda: _reached(app), what="the relay to reach the broker")
         posted = await client.post("/v1/events", json={"events": events}, headers=auth(key))
         assert posted.status_code == 202
 
         async def publishing() -> bool:
-            return bool(await db_fetch(stack, "SELECT 1 FROM outbox WHERE published_at IS NOT NULL LIMIT 1"))
+            return bool(await stack.fetch("SELECT 1 FROM outbox WHERE published_at IS NOT NULL LIMIT 1"))
 
-        await until(publishing, what="the first batch")
+        await eventually(publishing, what="the first batch")
         # leave now, with the relay in the middle of the next batches
 
-    marked = {r["seq"] for r in await db_fetch(stack, "SELECT seq FROM outbox WHERE published_at IS NOT NULL")}
+    marked = {r["seq"] for r in await stack.fetch("SELECT seq FROM outbox WHERE published_at IS NOT NULL")}
     on_topic = await consume(stack.kafka_bootstrap, stack.events_topic, expect=len(marked), within=5)
     assert marked <= {AcceptedEvent.from_bytes(r.value).seq for _, r in on_topic}
 
     async with running(create_app(settings)):  # the next life publishes the rest
-        await until(lambda: all_published(stack), what="the rest to be published")
+        await eventually(lambda: all_published(stack), what="the rest to be published")
     on_topic = await consume(stack.kafka_bootstrap, stack.events_topic, expect=2000)
     assert {AcceptedEvent.from_bytes(r.value).event_id for _, r in on_topic} == {e["event_id"] for e in events}
 

@@ -1,18 +1,10 @@
-"""The query service alone, on real PostgreSQL: rollups rows are written with SQL, then read through HTTP.
-
-Figures (legacy edition, dossiers_received, a monthly flow):
-  communes of Bến Lức (803): 27991 reported 100 in Jan and 50 in Feb; 27994 reported 30 in Jan.
-  803 reported 140 for Jan itself (its communes sum to 130) and is computed 50 for Feb.
-  Long An (80) is computed 140 / 50; Hậu Giang (93) reported 60 in Jan; Hà Nội (01) is computed 500.
-"""
+"""The query service alone, on real PostgreSQL: rollups rows are written with SQL (tests/fixtures/rollups.py),
+then read through HTTP."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -25,65 +17,9 @@ from shared.db import plain_url
 from shared.devstack import free_port
 from shared.hierarchy import Hierarchy
 from shared.settings import QuerySettings
-from tests.conftest import Stack
-
-Rollup = tuple[str, str, str, int | None, int | None, int | None, int | None, int]
-# (unit, indicator, period, rep_num, rep_den, comp_num, comp_den, reporting)
-
-LEGACY: list[Rollup] = [
-    ("27991", "dossiers_received", "2024-01", 100, None, None, None, 0),
-    ("27991", "dossiers_received", "2024-02", 50, None, None, None, 0),
-    ("27994", "dossiers_received", "2024-01", 30, None, None, None, 0),
-    ("803", "dossiers_received", "2024-01", 140, None, 130, None, 2),
-    ("803", "dossiers_received", "2024-02", None, None, 50, None, 1),
-    ("80", "dossiers_received", "2024-01", None, None, 140, None, 1),
-    ("80", "dossiers_received", "2024-02", None, None, 50, None, 1),
-    ("93", "dossiers_received", "2024-01", 60, None, 20, None, 1),
-    ("936", "dossiers_received", "2024-01", 20, None, None, None, 0),
-    ("01", "dossiers_received", "2024-01", None, None, 500, None, 3),
-    ("80", "directives_issued", "2024-01", 3, None, None, None, 0),
-    ("27991", "cccd_coverage", "2024-06", 90, 100, None, None, 0),
-    ("27994", "cccd_coverage", "2024-06", 45, 50, None, None, 0),
-    ("803", "cccd_coverage", "2024-03", None, None, 60, 100, 1),
-    ("803", "cccd_coverage", "2024-06", None, None, 135, 150, 2),
-    ("VN", "cccd_issued", "2024-06", 1_000_000, None, None, None, 0),
-    ("80", "cccd_issued", "2024-06", None, None, 500_000, None, 15),
-    ("01", "cccd_issued", "2024-05", 400_000, None, None, None, 0),
-]
-
-TODAY = date(2025, 3, 1)
-
-
-async def insert(stack: Stack, rows: list[Rollup], edition: str = "legacy") -> None:
-    conn = await asyncpg.connect(plain_url(stack.database_url))
-    try:
-        await conn.executemany(
-            """INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_den, rep_seq, comp_num,
-                                    comp_den, reporting, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5::numeric IS NULL THEN NULL ELSE 1 END, $7, $8, $9,
-                       '2025-01-15T08:00:00Z')""",
-            [
-                (edition, u, i, p, *(None if v is None else Decimal(v) for v in (rn, rd, cn, cd)), n)
-                for u, i, p, rn, rd, cn, cd, n in rows
-            ],
-        )
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def serve(stack: Stack, *, today: date = TODAY, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stack.settings(QuerySettings, **overrides), clock=lambda: today)
-    async with app.router.lifespan_context(app):
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-        async with client:
-            for _ in range(200):  # the hierarchy loads in the background
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the query service never became ready")
-            yield client
+from tests.fixtures.apps import TODAY, serve
+from tests.fixtures.infra import Stack
+from tests.fixtures.rollups import LEGACY, insert
 
 
 @pytest.fixture

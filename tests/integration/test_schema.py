@@ -6,7 +6,7 @@ import asyncpg
 
 from shared.db import plain_url
 from shared.migrate import downgrade, upgrade
-from tests.conftest import Stack
+from tests.fixtures.infra import Stack
 
 
 async def _counts(url: str) -> dict[tuple[str, str], int]:

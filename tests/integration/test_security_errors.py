@@ -15,9 +15,8 @@ import services.ingest.api
 from services.ingest.app import create_app
 from services.query.app import create_app as create_query
 from shared.settings import QuerySettings
-from tests.conftest import Stack
-from tests.integration.test_ingest import auth, db_fetch, no_relay, running
-from tests.integration.test_query import serve
+from tests.fixtures.apps import auth, no_relay, running, serve
+from tests.fixtures.infra import Stack
 
 EVENT = {"unit": "803", "indicator": "cccd_issued", "period": "2024-07", "value": 1}
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
@@ -46,7 +45,7 @@ async def test_a_database_failure_in_ingest_is_a_bare_500(stack: Stack, caplog: 
     key = await stack.create_key()
     caplog.set_level(logging.INFO)
     async with running(create_app(no_relay(stack))) as client:
-        await db_fetch(stack, "ALTER TABLE outbox RENAME TO outbox_gone")
+        await stack.execute("ALTER TABLE outbox RENAME TO outbox_gone")
         response = await client.post("/v1/events", json={"events": [EVENT]}, headers=auth(key))
         assert_problem(response, 500, "internal-error", caplog)
         assert_no_leak(response)
@@ -60,7 +59,7 @@ async def test_a_database_failure_in_query_is_a_bare_500(stack: Stack, caplog: p
     key = await stack.create_key(roles=("read",))
     caplog.set_level(logging.INFO)
     async with serve(stack) as client:
-        await db_fetch(stack, "REVOKE SELECT ON rollups FROM d06_query")
+        await stack.execute("REVOKE SELECT ON rollups FROM d06_query")
         response = await client.get("/v1/units/803/values", params={"period": "2024-07"}, headers=auth(key))
         assert_problem(response, 500, "internal-error", caplog)
         assert_no_leak(response)
@@ -121,7 +120,7 @@ async def _chunks(size: int) -> AsyncIterator[bytes]:
 
 
 async def test_readiness_failures_are_problems_without_internal_names(stack: Stack) -> None:
-    await db_fetch(stack, "ALTER TABLE units RENAME TO units_gone")
+    await stack.execute("ALTER TABLE units RENAME TO units_gone")
     async with serve_unready(stack) as client:
         response = await client.get("/readyz")
         assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
@@ -147,7 +146,7 @@ async def test_ingest_rate_limit_per_key(stack: Stack) -> None:
         assert limited.status_code == 429 and limited.json()["type"].endswith("/rate-limited")
         assert 1 <= int(limited.headers["retry-after"]) <= 2
         assert (await client.get("/v1/events/e-1", headers=auth(second))).status_code == 404  # its own bucket
-    assert await db_fetch(stack, "SELECT 1 FROM outbox") == []
+    assert await stack.fetch("SELECT 1 FROM outbox") == []
 
 
 async def test_query_rate_limit_per_key_and_per_address_for_public_reads(stack: Stack) -> None:

@@ -14,9 +14,8 @@ import httpx
 
 from services.ingest.app import create_app
 from shared.periods import today_in_vietnam
-from tests.conftest import Stack
-from tests.integration.test_ingest import auth, db_fetch, no_relay, running
-from tests.integration.test_query import serve
+from tests.fixtures.apps import auth, no_relay, running, serve
+from tests.fixtures.infra import Stack
 
 GOOD: dict[str, Any] = {"unit": "803", "indicator": "cccd_issued", "period": "2024-07", "value": 87700}
 RATIO: dict[str, Any] = {"unit": "803", "indicator": "cccd_coverage", "period": "2024-07",
@@ -172,12 +171,12 @@ async def _keys(stack: Stack) -> dict[str, str]:
         "expired": await stack.create_key(expires_at=past),
     }
     keys["forged"] = keys["admin"][:-4] + ("AAAA" if not keys["admin"].endswith("AAAA") else "BBBB")
-    await db_fetch(stack, "UPDATE api_keys SET revoked_at = now() WHERE id = $1", keys["revoked"].split("_")[1])
+    await stack.execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1", keys["revoked"].split("_")[1])
     return keys
 
 
 async def _outbox(stack: Stack) -> int:
-    return int((await db_fetch(stack, "SELECT count(*) AS n FROM outbox"))[0]["n"])
+    return int((await stack.fetch("SELECT count(*) AS n FROM outbox"))[0]["n"])
 
 
 def test_the_table_has_at_least_forty_bad_inputs() -> None:
@@ -222,7 +221,7 @@ async def test_hostile_text_in_a_comment_is_stored_as_text_and_harms_nothing(sta
         assert response.status_code == 202, response.text
         status = await client.get("/v1/events/h-1", headers=auth(key))
         assert status.json()["comment"] == hostile
-    rows = await db_fetch(stack, "SELECT unit, comment FROM outbox")
+    rows = await stack.fetch("SELECT unit, comment FROM outbox")
     assert [(r["unit"], r["comment"]) for r in rows] == [("803", hostile)]
 
 

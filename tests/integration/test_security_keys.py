@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from services.ingest.app import create_app
-from tests.conftest import Stack
-from tests.integration.test_ingest import auth, db_fetch, no_relay, running
-from tests.integration.test_query import serve
+from tests.fixtures.apps import auth, no_relay, running, serve
+from tests.fixtures.infra import Stack
 
 EVENT = {"unit": "803", "indicator": "cccd_issued", "period": "2024-07", "value": 1}
 
@@ -47,7 +46,7 @@ async def test_a_key_is_192_random_bits_and_the_database_keeps_only_its_hash(sta
         assert (await client.post("/v1/events", json={"events": [EVENT]}, headers=auth(key))).status_code == 202
 
     for k in (admin, key):
-        (row,) = await db_fetch(stack, "SELECT k.*, row_to_json(k)::text AS everything FROM api_keys k WHERE id = $1",
+        (row,) = await stack.fetch("SELECT k.*, row_to_json(k)::text AS everything FROM api_keys k WHERE id = $1",
                                 key_id(k))
         assert row["secret_hash"] == hashlib.sha256(k.encode()).hexdigest()
         assert k not in row["everything"] and k.split("_", 2)[2] not in row["everything"]
@@ -80,7 +79,7 @@ async def test_expired_and_revoked_keys_fail_at_once_on_both_services(stack: Sta
             pytest.fail("the query service still accepts the key a second later")
 
         assert await works(expiring) == await works(revoked) == (202, 202, 200)
-        await db_fetch(stack, "UPDATE api_keys SET expires_at = now() WHERE id = $1", key_id(expiring))
+        await stack.execute("UPDATE api_keys SET expires_at = now() WHERE id = $1", key_id(expiring))
         await refused(expiring)
 
         revoking = await replica_a.delete(f"/v1/admin/keys/{key_id(revoked)}", headers=auth(admin))
@@ -156,7 +155,7 @@ async def test_last_used_at_is_kept_by_ingest_and_not_by_the_read_only_query_ser
     reader = await stack.create_key(roles=("read",))
 
     async def last_used(key: str) -> datetime | None:
-        (row,) = await db_fetch(stack, "SELECT last_used_at FROM api_keys WHERE id = $1", key_id(key))
+        (row,) = await stack.fetch("SELECT last_used_at FROM api_keys WHERE id = $1", key_id(key))
         value: datetime | None = row["last_used_at"]
         return value
 

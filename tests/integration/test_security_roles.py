@@ -17,9 +17,8 @@ from shared.db import make_engine
 from shared.dbroles import AGGREGATE_ROLE, INGEST_ROLE, QUERY_ROLE, act_as
 from shared.migrate import downgrade, upgrade
 from shared.settings import AggregateSettings, IngestSettings, QuerySettings
-from tests.conftest import Stack
-from tests.integration.test_ingest import db_fetch, no_relay, running
-from tests.integration.test_query import serve
+from tests.fixtures.apps import no_relay, running, serve
+from tests.fixtures.infra import Stack
 
 WRITES = {
     "insert rollups": "INSERT INTO rollups (edition, unit, indicator, period, rep_num) "
@@ -110,14 +109,14 @@ def test_the_role_settings_default_per_service_and_refuse_garbage() -> None:
 async def test_the_migration_grants_and_its_downgrade_revokes(stack: Stack) -> None:
     grants = "SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants " \
              "WHERE grantee LIKE 'd06\\_%'"
-    assert len(await db_fetch(stack, grants)) == sum(len(p.split(",")) for p in _granted())
+    assert len(await stack.fetch(grants)) == sum(len(p.split(",")) for p in _granted())
     await asyncio.to_thread(downgrade, stack.database_url, "0001")  # alembic runs its own event loop
-    assert await db_fetch(stack, grants) == []
+    assert await stack.fetch(grants) == []
     # Roles are cluster-wide: other databases of this server (the test template) still use them.
-    roles = await db_fetch(stack, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'd06\\_%' ORDER BY 1")
+    roles = await stack.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE 'd06\\_%' ORDER BY 1")
     assert [r["rolname"] for r in roles] == sorted([AGGREGATE_ROLE, INGEST_ROLE, QUERY_ROLE])
     await asyncio.to_thread(upgrade, stack.database_url)
-    assert len(await db_fetch(stack, grants)) == sum(len(p.split(",")) for p in _granted())
+    assert len(await stack.fetch(grants)) == sum(len(p.split(",")) for p in _granted())
 
 
 def _granted() -> list[str]:

@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 
 from services.ingest.app import create_app
-from tests.conftest import Stack
-from tests.integration.test_ingest import auth, no_relay, running
-from tests.integration.test_query import serve
+from tests.fixtures.apps import auth, no_relay, running, serve
+from tests.fixtures.infra import Stack
 
 INSIDE, COMMUNE_INSIDE, BORDER = "803", "27991", "80"
 OUTSIDE, COMMUNE_OUTSIDE, NATION = "936", "31483", "VN"
