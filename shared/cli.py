@@ -14,6 +14,9 @@ from sqlalchemy import text
 
 from shared import keys
 from shared.catalog import load_catalog, store_catalog
+from shared.crosswalk import CrosswalkError, read_crosswalk
+from shared.crosswalk_cli import add_commands as add_crosswalk_commands
+from shared.crosswalk_db import store_crosswalk
 from shared.db import make_engine, transaction
 from shared.hierarchy import Edition, fetch_hierarchy, read_dataset, store_units
 from shared.keys import KeyRefused, KeyRequest
@@ -49,6 +52,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_hierarchy_load(args: argparse.Namespace) -> int:
     units = read_dataset()
+    try:
+        crosswalk = read_crosswalk()
+    except CrosswalkError as exc:
+        print(exc, file=sys.stderr)
+        return 1
 
     async def body(conn: Any) -> int:
         await store_units(conn, units)
@@ -57,6 +65,10 @@ def cmd_hierarchy_load(args: argparse.Namespace) -> int:
         )
         for edition, level, n in counts:
             print(f"  {edition:7} {level:9} {n:>6,}")
+        stored = await store_crosswalk(conn, crosswalk)
+        print("the 2025 crosswalk:", *(f"  {line}" for line in crosswalk.counts.lines()), sep="\n")
+        print(f"  {stored.rows:,} rows stored; {stored.replaced:,} legacy unit(s) written afresh, "
+              f"{stored.own_weights:,} keep weights loaded by `d06 crosswalk weights`")
         return 0
 
     print(f"loading {len(units):,} units of both editions from the vietnamadminunits dataset…")
@@ -183,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["run"].add_argument("--reset", action="store_true", help="start from an empty database")
 
     hierarchy = sub.add_parser("hierarchy", help="administrative units").add_subparsers(dest="sub", required=True)
-    hierarchy.add_parser("load", help="load both editions from vietnamadminunits").set_defaults(
+    hierarchy.add_parser("load", help="load both editions and their crosswalk from vietnamadminunits").set_defaults(
         fn=cmd_hierarchy_load
     )
 
@@ -217,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--indicator")
     verify.add_argument("--max-print", type=int, default=200)
     verify.set_defaults(fn=cmd_rollups_verify)
+
+    add_crosswalk_commands(sub, _with_db)
 
     replay = sub.add_parser("replay", help="republish accepted events from the outbox")
     replay.add_argument("--from-seq", type=int, required=True)

@@ -20,6 +20,10 @@ ROLLUPS_CHANGED = "d06_rollups_changed"
 #: that a key was revoked, deleted or had its expiry, roles, scope or secret changed.
 KEYS_CHANGED = "d06_keys_changed"
 
+#: The NOTIFY channel on which a trigger on crosswalk (migration 0005) announces, in the changing transaction,
+#: that the crosswalk changed (new weights, a reload): every answer re-expressed through it is stale.
+CROSSWALK_CHANGED = "d06_crosswalk_changed"
+
 
 #: The fields of a message, in order. Numbers are exact decimal strings, `accepted_at` ISO 8601.
 WIRE_FIELDS = ("seq", "event_id", "edition", "unit", "province", "indicator", "period", "num", "den", "accepted_at")

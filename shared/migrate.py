@@ -9,6 +9,8 @@ from alembic import command
 from alembic.config import Config
 
 from shared.catalog import load_catalog, store_catalog
+from shared.crosswalk import read_crosswalk
+from shared.crosswalk_db import store_crosswalk
 from shared.db import make_engine, plain_url, transaction
 from shared.hierarchy import read_dataset, store_units
 
@@ -31,11 +33,12 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 async def load_reference_data(database_url: str) -> None:
-    """Both hierarchy editions and the catalogue, upserted: safe to run on every start."""
+    """Both hierarchy editions, their crosswalk and the catalogue, upserted: safe to run on every start."""
     engine = make_engine(database_url, pool_size=1, app="d06-reference-data")
     try:
         async with transaction(engine) as conn:
             await store_units(conn, read_dataset())
+            await store_crosswalk(conn, read_crosswalk())
             await store_catalog(conn, load_catalog())
     finally:
         await engine.dispose()

@@ -34,6 +34,7 @@ WRITES = {
     "update api_keys": "UPDATE api_keys SET roles = '{admin}'",
     "delete api_keys": "DELETE FROM api_keys",
     "update units": "UPDATE units SET name = 'x'",
+    "update crosswalk": "UPDATE crosswalk SET basis = 'x'",
     "insert consumer_offsets": "INSERT INTO consumer_offsets VALUES ('g', 't', 0, 0, 0)",
     "read outbox": "SELECT count(*) FROM outbox",
     "read api_keys": "SELECT count(*) FROM api_keys",
@@ -123,4 +124,7 @@ def _granted() -> list[str]:
     from importlib import import_module
 
     migration = import_module("shared.migrations.versions.2026_11_22_0002_service_roles")
-    return [privileges for tables in migration.GRANTS.values() for privileges in tables.values()]
+    crosswalk = import_module("shared.migrations.versions.2026_11_23_0005_crosswalk")
+    return [privileges for tables in migration.GRANTS.values() for privileges in tables.values()] + list(
+        crosswalk.GRANTS.values()
+    )
