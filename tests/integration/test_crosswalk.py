@@ -15,8 +15,7 @@ import asyncpg
 from shared.db import plain_url
 from shared.events import CROSSWALK_CHANGED
 from shared.hierarchy import read_dataset
-from tests.conftest import Stack
-from tests.integration.test_ingest import db_fetch
+from tests.fixtures.infra import Stack
 
 
 async def d06(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -27,7 +26,7 @@ async def d06(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def weights(stack: Stack) -> dict[tuple[str, str], tuple[Decimal, str]]:
-    rows = await db_fetch(stack, "SELECT legacy_code, code_2025, weight, basis FROM crosswalk")
+    rows = await stack.fetch("SELECT legacy_code, code_2025, weight, basis FROM crosswalk")
     return {(r["legacy_code"], r["code_2025"]): (r["weight"], r["basis"]) for r in rows}
 
 
@@ -56,7 +55,7 @@ async def test_the_crosswalk_is_stored_with_the_reference_data(stack: Stack) -> 
     whole = legacy_below_district - divided
     assert len(whole) == 9_569
     assert len({new for legacy in whole for new in into[legacy]}) == 3_282
-    levels = await db_fetch(stack, "SELECT legacy_code FROM crosswalk WHERE legacy_level = 'district'")
+    levels = await stack.fetch("SELECT legacy_code FROM crosswalk WHERE legacy_level = 'district'")
     assert {r["legacy_code"] for r in levels} == {"318", "471", "498", "536", "755"}
 
 
