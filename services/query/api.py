@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from services.query import schemas, service
+from services.query import lineage, schemas, service
 from services.query.caching import AnswerCache, province_key_of, respond
 from services.query.deps import (
     AppState,
@@ -20,6 +20,8 @@ from services.query.deps import (
     Lazy,
     LoadedHierarchy,
     Reader,
+    ReexpressParam,
+    Seer,
     ValidIndicator,
     ValidUnit,
     ValidUnitAtPeriod,
@@ -116,6 +118,7 @@ async def units(
     lazy: Lazy,
     hierarchy: LoadedHierarchy,
     reader: Reader,
+    sight: Seer,
     edition: Annotated[Edition, Query(description="Hierarchy edition.")] = Edition.E2025,
     parent: Annotated[str | None, Query(max_length=16, description="Only the children of this unit.")] = None,
     level: Annotated[
@@ -130,7 +133,7 @@ async def units(
     cursor: Cursor = None,
 ) -> Response:
     if parent is not None:
-        visible_unit(hierarchy, reader, edition.value, parent)
+        visible_unit(hierarchy, sight, edition.value, parent)
     after: tuple[int, str] | None = None
     if cursor is not None:
         key = decode_cursor(cursor).get("k")
@@ -143,11 +146,12 @@ async def units(
     if q is not None and unsafe_character(q) is not None:
         raise invalid("q", "a search may not contain control or invisible characters")
     folded = " ".join(fold(q).split()) if q else None
+    roots = sight.roots(edition.value)
     f = UnitFilter(
-        edition=edition.value, parent=parent, level=level, q=folded or None,
-        scope_code=reader.scope_code, after=after, limit=limit,
+        edition=edition.value, parent=parent, level=level, q=folded or None, scope_codes=roots, after=after,
+        limit=limit,
     )
-    if reader.scope_edition not in (None, edition.value):  # a key of the other edition sees none of these
+    if roots == ():  # a legacy key sees none of the 2025 units
         empty = schemas.UnitPage(edition=edition.value, items=[], next_cursor=None)
         return await _answer(request, state, reader, "units", None, _ready(empty))
 
@@ -183,14 +187,15 @@ IndicatorFilter = Annotated[
     "are left out.",
 )
 async def unit_values(
-    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader,
-    at: ValidUnitAtPeriod, indicator: IndicatorFilter = None,
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader, sight: Seer,
+    at: ValidUnitAtPeriod, indicator: IndicatorFilter = None, reexpress: ReexpressParam = True,
 ) -> Response:
     chosen = catalog_indicator(state.catalog, indicator) if indicator is not None else None
 
     async def build() -> BaseModel:
         return await service.unit_values(
-            await lazy.get(), state.metrics, state.catalog, hierarchy, at.unit, at.period, chosen, state.clock()
+            await lazy.get(), state.metrics, state.catalog, hierarchy, sight.index, at.unit, at.period, chosen,
+            state.clock(), reexpress=reexpress,
         )
 
     return await _answer(request, state, reader, "values", at.unit, build)
@@ -203,16 +208,17 @@ async def unit_values(
     "`-value` (largest first), `value`, `code` or `name`; page with `next_cursor`.",
 )
 async def children_values(
-    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader,
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader, sight: Seer,
     at: ValidUnitAtPeriod, indicator: ValidIndicator,
     sort: Annotated[schemas.Sort, Query(description="Order of the children.")] = "-value",
     limit: Limit = 100,
     cursor: Cursor = None,
+    reexpress: ReexpressParam = True,
 ) -> Response:
     async def build() -> BaseModel:
         return await service.children_values(
-            await lazy.get(), state.metrics, hierarchy, reader, at.unit, at.period, indicator, sort, limit, cursor,
-            state.clock(),
+            await lazy.get(), state.metrics, hierarchy, sight, at.unit, at.period, indicator, sort, limit, cursor,
+            state.clock(), reexpress=reexpress,
         )
 
     return await _answer(request, state, reader, "children", at.unit, build)
@@ -230,7 +236,7 @@ class SeriesRequest:
 async def series_request(
     state: AppState,
     hierarchy: LoadedHierarchy,
-    reader: Reader,
+    sight: Seer,
     code: CodePath,
     indicator: ValidIndicator,
     from_: Annotated[
@@ -254,7 +260,7 @@ async def series_request(
     except PeriodError as exc:
         raise invalid("from", str(exc)) from exc
     chosen = edition.value if edition else edition_for(last.end).value
-    return SeriesRequest(visible_unit(hierarchy, reader, chosen, code), indicator, first, last, periods)
+    return SeriesRequest(visible_unit(hierarchy, sight, chosen, code), indicator, first, last, periods)
 
 
 @router.get(
@@ -264,13 +270,31 @@ async def series_request(
     f"points. The nation (`{NATION}`) is summed from its provinces.",
 )
 async def unit_series(
-    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader,
-    req: Annotated[SeriesRequest, Depends(series_request)],
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader, sight: Seer,
+    req: Annotated[SeriesRequest, Depends(series_request)], reexpress: ReexpressParam = True,
 ) -> Response:
     async def build() -> BaseModel:
         return await service.series(
-            await lazy.get(), state.metrics, hierarchy, req.unit, req.indicator, req.periods, req.first, req.last,
-            state.clock(),
+            await lazy.get(), state.metrics, hierarchy, sight.index, req.unit, req.indicator, req.periods, req.first,
+            req.last, state.clock(), reexpress=reexpress,
         )
 
     return await _answer(request, state, reader, "series", req.unit, build)
+
+
+@router.get(
+    "/units/{code}/lineage", summary="The units of the other edition a unit is linked to across the 2025 reform",
+    response_model=schemas.Lineage, responses=responses(*_UNIT_ERRORS),
+    description="For a 2025 unit (`edition=2025`, the default), the legacy units it was formed from; for a legacy "
+    "unit, the 2025 units it went into; each with the crosswalk's weight (the share of the legacy unit) and its "
+    "basis (`whole`, `equal`, or loaded weights). Re-expressed values (`basis: reexpressed`) are Σ weight × the "
+    "legacy units' values.",
+)
+async def unit_lineage(
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader, sight: Seer,
+    found: ValidUnit,
+) -> Response:
+    async def build() -> BaseModel:
+        return await lineage.lineage(await lazy.get(), state.metrics, hierarchy, sight, found)
+
+    return await _answer(request, state, reader, "lineage", found, build)

@@ -26,7 +26,7 @@ from shared.catalog import load_catalog
 from shared.db import make_engine, ping
 from shared.dbroles import act_as
 from shared.errors import install_error_handlers
-from shared.events import KEYS_CHANGED, ROLLUPS_CHANGED
+from shared.events import CROSSWALK_CHANGED, KEYS_CHANGED, ROLLUPS_CHANGED
 from shared.limits import BodyLimitMiddleware, RateLimiter
 from shared.memory import rare_collections
 from shared.observability import configure_logging, install_observability, new_registry
@@ -80,20 +80,33 @@ async def _listen(state: QueryState, raw: Any, heartbeat: float) -> None:
     lost = asyncio.Event()
 
     def announced(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-        state.versions.changed(payload.split(","))
+        # A legacy province's change reaches the 2025 province it went into (re-expressed answers read it).
+        index = state.crosswalk.current
+        keys = payload.split(",")
+        state.versions.changed(keys if index is None else index.widen(keys))
+
+    def crosswalk_changed(*_: object) -> None:
+        state.crosswalk.forget()  # the pairs are read again by the next request that needs them
+        state.versions.forget_all()  # every answer re-expressed through the old weights or pairs
 
     await raw.add_listener(ROLLUPS_CHANGED, announced)
     await raw.add_listener(KEYS_CHANGED, lambda *_: state.keys.forget())
+    await raw.add_listener(CROSSWALK_CHANGED, crosswalk_changed)
     raw.add_termination_listener(lambda _conn: lost.set())
     state.cache.clear()
     state.keys.forget()
+    await state.crosswalk.load()  # before any announcement needs it to widen a legacy province to its 2025 one
+    state.crosswalk.listening = True
     state.versions.start()
     log.info("following rollup changes: answers are kept in memory until what they read changes")
-    while not lost.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lost.wait(), heartbeat)
-        if not lost.is_set():  # a connection can also die without a word
-            await asyncio.wait_for(raw.fetchval("SELECT 1"), 5)
+    try:
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), heartbeat)
+            if not lost.is_set():  # a connection can also die without a word
+                await asyncio.wait_for(raw.fetchval("SELECT 1"), 5)
+    finally:
+        state.crosswalk.listening = False
 
 
 def create_app(

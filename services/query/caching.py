@@ -8,8 +8,11 @@ the rollups they were read from are unchanged. The aggregator announces each com
 it touched, as `edition/province` keys (a NOTIFY in the batch's transaction, shared.events.ROLLUPS_CHANGED),
 which the service LISTENs to: an answer about a unit is stale as soon as its province is announced, an
 answer about the nation as soon as any province is, and an answer read from the hierarchy alone when the
-hierarchy is reloaded. A kept answer is therefore never older than the notification of a commit, and the
-freshness promise (a value visible within a second of arrival) holds as if there were no cache. When
+hierarchy is reloaded. A 2025 province's answers also read its legacy provinces (re-expressed values, DESIGN
+§7): a legacy province announced changed makes its 2025 province's answers stale too (scope.py `widen`), and
+a change of the crosswalk makes every kept answer stale. A kept answer is therefore never older than the
+notification of a commit, and the freshness promise (a value visible within a second of arrival) holds as if
+there were no cache. When
 the service cannot listen (a read replica refuses LISTEN; a lost connection, until it is back), an answer
 is kept for `ttl` seconds instead: the price in freshness is at most that.
 """
@@ -76,6 +79,10 @@ class Versions:
 
     def stop(self) -> None:
         self.listening = False
+
+    def forget_all(self) -> None:
+        """Nothing kept before counts: what every answer may rest on changed (the crosswalk)."""
+        self._epoch += 1
 
     def changed(self, province_keys: Iterable[str]) -> None:
         self._any += 1

@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.query.auth import RESOLVED
 from services.query.connections import LazyConnection
+from services.query.scope import Sight
 from services.query.state import QueryState, get_state
 from shared.auth import Principal
 from shared.catalog import Catalog
@@ -57,6 +58,19 @@ async def get_principal(
 
 Reader = Annotated[Principal, Depends(get_principal)]
 
+
+async def get_sight(state: AppState, reader: Reader) -> Sight:
+    return Sight(reader, await state.crosswalk.get())
+
+
+Seer = Annotated[Sight, Depends(get_sight)]
+
+ReexpressParam = Annotated[
+    bool,
+    Query(description="A 2025 unit's values for periods before 1 July 2025 re-expressed from its legacy units "
+          "through the crosswalk (DESIGN §7); `false`: its own native values only."),
+]
+
 EditionParam = Annotated[
     Edition | None,
     Query(description="Hierarchy edition: `legacy` (before 1 July 2025) or `2025`.",
@@ -73,9 +87,9 @@ def invalid(loc: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, errors=[{"loc": loc, "message": message}])
 
 
-def visible_unit(hierarchy: Hierarchy, principal: Principal, edition: str, code: str) -> Unit:
+def visible_unit(hierarchy: Hierarchy, sight: Sight, edition: str, code: str) -> Unit:
     unit = hierarchy.get(edition, code)
-    if unit is None or not principal.can_see(unit):
+    if unit is None or not sight.sees(unit):
         raise NotFound(f"there is no unit '{safe_echo(code, 16)}' in edition {edition}")
     return unit
 
@@ -90,10 +104,10 @@ def parse_param(loc: str, code: str) -> Period:
 
 
 async def valid_unit(
-    hierarchy: LoadedHierarchy, principal: Reader, code: CodePath, edition: EditionParam = None
+    hierarchy: LoadedHierarchy, sight: Seer, code: CodePath, edition: EditionParam = None
 ) -> Unit:
     """A unit of `edition` (default the current one, 2025) that the caller may see."""
-    return visible_unit(hierarchy, principal, (edition or Edition.E2025).value, code)
+    return visible_unit(hierarchy, sight, (edition or Edition.E2025).value, code)
 
 
 ValidUnit = Annotated[Unit, Depends(valid_unit)]
@@ -119,11 +133,11 @@ class UnitAtPeriod:
 
 
 async def unit_at_period(
-    hierarchy: LoadedHierarchy, principal: Reader, code: CodePath, period: ValidPeriod, edition: EditionParam = None
+    hierarchy: LoadedHierarchy, sight: Seer, code: CodePath, period: ValidPeriod, edition: EditionParam = None
 ) -> UnitAtPeriod:
     """The unit in the edition asked for, or else in the edition in force at the end of the period."""
     chosen = edition.value if edition else edition_for(period.end).value
-    return UnitAtPeriod(visible_unit(hierarchy, principal, chosen, code), period)
+    return UnitAtPeriod(visible_unit(hierarchy, sight, chosen, code), period)
 
 
 ValidUnitAtPeriod = Annotated[UnitAtPeriod, Depends(unit_at_period)]

@@ -204,7 +204,7 @@ class UnitFilter:
     parent: str | None = None
     level: str | None = None
     q: str | None = None  # already folded (lower-case ASCII)
-    scope_code: str = NATION  # the principal's subtree
+    scope_codes: tuple[str, ...] | None = None  # the subtrees the principal reads; None: the whole edition
     after: tuple[int, str] | None = None  # keyset cursor: (depth, code) of the last unit served
     limit: int = 50
 
@@ -220,8 +220,8 @@ def _units_statement(parent: bool, level: bool, q: bool, scoped: bool, after: bo
         _u.edition == _text("edition")
     )
     if scoped:
-        scope = _text("scope")
-        stmt = stmt.where(or_(_u.code == scope, scope == any_(_u.ancestors)))
+        scopes = _texts("scopes")
+        stmt = stmt.where(or_(_u.code == any_(scopes), _u.ancestors.overlap(scopes)))
     if parent:
         stmt = stmt.where(_u.parent_code == _text("parent"))
     if level:
@@ -242,11 +242,11 @@ def list_units(f: UnitFilter) -> Query:
     Without a trigram index the `q` filter scans the edition (at most 13,392 rows), cheap at that size;
     a `pg_trgm` GIN index on name_ascii is the upgrade if search becomes hot.
     """
-    scoped = f.scope_code != NATION
+    scoped = f.scope_codes is not None
     stmt = _units_statement(f.parent is not None, f.level is not None, bool(f.q), scoped, f.after is not None)
     params: dict[str, Any] = {"edition": f.edition, "limit": f.limit + 1}
-    if scoped:
-        params["scope"] = f.scope_code
+    if f.scope_codes is not None:
+        params["scopes"] = list(f.scope_codes)
     if f.parent is not None:
         params["parent"] = f.parent
     if f.level is not None:

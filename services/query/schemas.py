@@ -87,14 +87,35 @@ class Components(BaseModel):
     denominator: Number | None
 
 
-Source = Literal["reported", "computed", "mixed"]
+Source = Literal["reported", "computed", "mixed", "reexpressed"]
+Basis = Literal["native", "reexpressed", "mixed"]
 
 
-class ValueFields(BaseModel):
+class Reexpression(BaseModel):
+    """Where a value object says on what it rests (DESIGN §7), in `values`, `children/values` and `series`."""
+
+    basis: Basis = Field(
+        description="`native`: the unit's own edition; `reexpressed`: legacy figures through the 2025 crosswalk "
+        "(a 2025 unit before 1 July 2025); `mixed`: a derived period built from both (the year 2025 of a flow).",
+        examples=["reexpressed"],
+    )
+    estimated: bool = Field(
+        description="True when part of the value rests on a crosswalk weight below 1 (a legacy commune divided "
+        "between several 2025 communes, counted in equal shares); false when it is exact.",
+        examples=[False],
+    )
+    reexpressed: Components | None = Field(
+        description="The crosswalk's figure: Σ weight × the legacy sources' values, shown beside the unit's own "
+        "wherever it exists; null for legacy units, own-level indicators and periods from 1 July 2025."
+    )
+
+
+class ValueFields(Reexpression):
     """What every answer of one indicator for one unit and period carries (a unit's value, a child's)."""
 
     value: Number | None = Field(
-        description="The effective value: reported, else computed; percent for ratios.", examples=[97.25]
+        description="The effective value: reported, else computed, else (a 2025 unit on a legacy period) "
+        "re-expressed; percent for ratios.", examples=[97.25]
     )
     numerator: Number | None = Field(
         description="Ratios and boolean coverage only (null for amounts, which are in `value`).", examples=[1167000]
@@ -103,13 +124,18 @@ class ValueFields(BaseModel):
         description="Ratios and boolean coverage only (null for amounts).", examples=[1200000]
     )
     source: Source | None = Field(
-        description="`mixed`: a derived period whose native periods were partly reported, partly computed.",
+        description="`reexpressed`: only the crosswalk gives it; `mixed`: a derived period whose native periods "
+        "come from more than one source.",
         examples=["computed"],
     )
     reported: Components | None = Field(description="What the unit itself reported.")
     computed: Components | None = Field(description="The sum of its children's values.")
-    reporting: int | None = Field(description="Children with a value (null for own-level indicators).", examples=[15])
-    expected: int | None = Field(description="Children the unit has (null for own-level indicators).", examples=[15])
+    reporting: int | None = Field(
+        description="Children with a value (a re-expressed value: legacy sources with a value); null for "
+        "own-level indicators.", examples=[15])
+    expected: int | None = Field(
+        description="Children the unit has (a re-expressed value: its legacy sources); null for own-level "
+        "indicators.", examples=[15])
     updated_at: datetime | None = Field(
         description="When the value last changed (the newest of the rows it is derived from).",
         examples=["2024-07-03T08:15:00Z"],
@@ -131,6 +157,7 @@ class UnitValues(BaseModel):
             "source": "computed", "reported": None,
             "computed": {"value": 97.25, "numerator": 1167000, "denominator": 1200000},
             "reporting": 15, "expected": 15, "target": 100, "updated_at": "2024-07-03T08:15:00Z",
+            "basis": "native", "estimated": False, "reexpressed": None,
         }],
     })
 
@@ -159,6 +186,7 @@ class ChildrenValues(BaseModel):
             "reported": {"value": 5120, "numerator": None, "denominator": None},
             "computed": {"value": 4980, "numerator": None, "denominator": None},
             "reporting": 14, "expected": 15, "updated_at": "2024-08-02T10:00:00Z",
+            "basis": "native", "estimated": False, "reexpressed": None,
         }],
         "next_cursor": "eyJzIjoiLXZhbHVlIiwiayI6W2ZhbHNlLC01MTIwLCI4MDMiXX0",
     })
@@ -175,12 +203,12 @@ class ChildrenValues(BaseModel):
     next_cursor: str | None
 
 
-class SeriesPoint(BaseModel):
+class SeriesPoint(Reexpression):
     period: str
     value: Number | None
     numerator: Number | None
     denominator: Number | None
-    source: Literal["reported", "computed"] | None
+    source: Literal["reported", "computed", "reexpressed"] | None
     reporting: int | None
     expected: int | None
     partial: bool
@@ -193,9 +221,11 @@ class Series(BaseModel):
         "edition": "legacy", "indicator": "cccd_issued", "from": "2024-01", "to": "2024-02",
         "points": [
             {"period": "2024-01", "value": 120000, "numerator": None, "denominator": None,
-             "source": "computed", "reporting": 15, "expected": 15, "partial": False},
+             "source": "computed", "reporting": 15, "expected": 15, "partial": False,
+             "basis": "native", "estimated": False, "reexpressed": None},
             {"period": "2024-02", "value": None, "numerator": None, "denominator": None,
-             "source": None, "reporting": 0, "expected": 15, "partial": False},
+             "source": None, "reporting": 0, "expected": 15, "partial": False,
+             "basis": "native", "estimated": False, "reexpressed": None},
         ],
     }))
 
@@ -205,3 +235,31 @@ class Series(BaseModel):
     from_: str = Field(alias="from")
     to: str
     points: list[SeriesPoint]
+
+
+class LineageItem(BaseModel):
+    code: str
+    name: str
+    level: str
+    weight: Number = Field(description="The share of the legacy unit that went into the 2025 unit (1: whole).",
+                           examples=[0.5])
+    basis: str = Field(description="`whole`, `equal` (divided, equal shares) or the label of loaded weights "
+                       "(`population`, `area`, …).", examples=["whole"])
+
+
+class Lineage(BaseModel):
+    model_config = _examples({
+        "unit": {"edition": "2025", "code": "80", "name": "Tỉnh Tây Ninh", "kind": "Tỉnh",
+                 "level": "province", "parent": "VN", "children": 96},
+        "edition": "2025", "direction": "formed_from",
+        "items": [{"code": "72", "name": "Tỉnh Tây Ninh", "level": "province", "weight": 1, "basis": "whole"},
+                  {"code": "80", "name": "Tỉnh Long An", "level": "province", "weight": 1, "basis": "whole"}],
+    })
+
+    unit: Unit
+    edition: str
+    direction: Literal["formed_from", "went_into"] = Field(
+        description="`formed_from`: a 2025 unit's legacy units; `went_into`: the 2025 units a legacy unit went into."
+    )
+    items: list[LineageItem] = Field(description="Units of the other edition, largest weight first; only those "
+                                     "the key may read.")

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.query import repository as repo
 from services.query import schemas
+from services.query.crosswalk_sql import reexpressed_rows
 from services.query.deps import invalid
 from services.query.metrics import Endpoint, QueryMetrics
 from services.query.pagination import bad_cursor, decode_cursor, encode_cursor
 from services.query.periods import (
-    Derived,
     FinerThanNative,
     NativeRow,
     components,
@@ -30,9 +30,10 @@ from services.query.periods import (
     native_periods,
     shown_value,
 )
-from shared.auth import Principal
-from shared.catalog import Catalog, Indicator
-from shared.hierarchy import NATION, Hierarchy, Unit, fold
+from services.query.reexpress import Blended, ReRow, blend, legacy_periods, native_only, reexpressible
+from services.query.scope import CrosswalkIndex, Sight
+from shared.catalog import Catalog, Indicator, Measure
+from shared.hierarchy import NATION, Edition, Hierarchy, Unit, fold
 from shared.periods import Period
 from shared.values import Pair
 
@@ -59,19 +60,22 @@ def _components(indicator: Indicator, pair: Pair | None) -> schemas.Components |
     return schemas.Components(value=shown_value(indicator, pair), numerator=numerator, denominator=denominator)
 
 
-def _value_fields(indicator: Indicator, d: Derived, children: int) -> dict[str, Any]:
-    numerator, denominator = components(indicator, d.effective)
+def _value_fields(indicator: Indicator, b: Blended, children: int) -> dict[str, Any]:
+    numerator, denominator = components(indicator, b.effective)
     return {
-        "value": shown_value(indicator, d.effective),
+        "value": shown_value(indicator, b.effective),
         "numerator": numerator,
         "denominator": denominator,
-        "source": d.source,
-        "reported": _components(indicator, d.reported),
-        "computed": _components(indicator, d.computed),
+        "source": b.source,
+        "reported": _components(indicator, b.reported),
+        "computed": _components(indicator, b.computed),
         # Own-level indicators are never summed, so "how many children reported" means nothing there.
-        "reporting": d.reporting if indicator.rollup else None,
-        "expected": children if indicator.rollup else None,
-        "updated_at": d.updated_at,
+        "reporting": b.reporting if indicator.rollup else None,
+        "expected": (children if b.expected is None else b.expected) if indicator.rollup else None,
+        "updated_at": b.updated_at,
+        "basis": b.basis,
+        "estimated": b.estimated,
+        "reexpressed": _components(indicator, b.reexpressed),
     }
 
 
@@ -92,23 +96,64 @@ async def _fetch(
     return rows
 
 
-def _native_query(unit: Unit, indicators: list[Indicator], periods: Iterable[str]) -> repo.Query:
+def _native_query(
+    unit: Unit, indicators: list[Indicator], periods: Iterable[str], edition: str | None = None
+) -> repo.Query:
     codes = [i.code for i in indicators]
     period_codes = sorted(set(periods))
     if unit.code == NATION:
         summed = [i.code for i in indicators if i.rollup]
-        return repo.nation_rows(unit.edition, codes, summed, period_codes)
+        return repo.nation_rows(edition or unit.edition, codes, summed, period_codes)
     return repo.unit_rows(unit.edition, unit.code, codes, period_codes)
 
 
+Reexpressed = dict[tuple[str, str], list[ReRow]]  # (2025 unit, indicator) -> its re-expressed native periods
+
+
+async def _reexpressed(
+    conn: AsyncConnection, metrics: QueryMetrics, endpoint: Endpoint, index: CrosswalkIndex, units: list[Unit],
+    indicators: list[Indicator], periods: Iterable[Period],
+) -> Reexpressed:
+    """The re-expressed rows of 2025 `units` for the legacy ones among `periods` (DESIGN §7): the nation's are
+    the legacy nation's, everyone else's the crosswalk's weighted sums."""
+    chosen = [i for i in indicators if i.rollup]
+    old = legacy_periods(periods)
+    if not chosen or not old or not units or units[0].edition != Edition.E2025.value:
+        return {}
+    if units[0].code == NATION:
+        out: Reexpressed = {}
+        for row in await _fetch(conn, metrics, endpoint, _native_query(units[0], chosen, old, Edition.LEGACY.value)):
+            native = _native(row, _AFTER_INDICATOR)
+            if native.has_value and native.effective is not None:
+                pair = native.effective
+                out.setdefault((NATION, row[0]), []).append(
+                    ReRow(native.period, pair.num, pair.den, 1, 1, True, native.updated_at))
+        return out
+    unweighted = [i.code for i in chosen if i.measure is Measure.BOOLEAN]
+    found = await reexpressed_rows(conn, [u.code for u in units], [i.code for i in chosen], unweighted, old,
+                                   {u.code: index.n_sources(u) for u in units})
+    metrics.read(endpoint, sum(len(rows) for rows in found.values()))
+    return found
+
+
+def _blend(
+    indicator: Indicator, unit: Unit, natives: Sequence[NativeRow], reexpressed: Reexpressed, index: CrosswalkIndex,
+    periods: Sequence[Period], reexpress: bool,
+) -> Blended:
+    if not (reexpress and reexpressible(unit, indicator)):
+        return native_only(derive(indicator, natives))
+    return blend(indicator, natives, reexpressed.get((unit.code, indicator.code), ()), sources=index.n_sources(unit),
+                 all_legacy=len(legacy_periods(periods)) == len(periods))
+
+
 async def unit_values(
-    conn: AsyncConnection, metrics: QueryMetrics, catalog: Catalog, hierarchy: Hierarchy, unit: Unit,
-    period: Period, indicator: Indicator | None, today: date,
+    conn: AsyncConnection, metrics: QueryMetrics, catalog: Catalog, hierarchy: Hierarchy, index: CrosswalkIndex,
+    unit: Unit, period: Period, indicator: Indicator | None, today: date, *, reexpress: bool = True,
 ) -> schemas.UnitValues:
-    wanted: dict[str, tuple[Indicator, frozenset[str]]] = {}
+    wanted: dict[str, tuple[Indicator, list[Period]]] = {}
     if indicator is not None:
         try:
-            wanted[indicator.code] = (indicator, frozenset(p.code for p in native_periods(indicator, period)))
+            wanted[indicator.code] = (indicator, native_periods(indicator, period))
         except FinerThanNative as exc:
             raise invalid("period", str(exc)) from exc
     else:
@@ -116,25 +161,30 @@ async def unit_values(
             if ind.retired:
                 continue
             try:
-                wanted[ind.code] = (ind, frozenset(p.code for p in native_periods(ind, period)))
+                wanted[ind.code] = (ind, native_periods(ind, period))
             except FinerThanNative:
                 continue  # a six-monthly indicator has no value for a month: left out, not an error
     by_indicator: dict[str, list[NativeRow]] = {}
+    reexpressed: Reexpressed = {}
     if wanted:
-        query = _native_query(
-            unit, [i for i, _ in wanted.values()], (p for _, codes in wanted.values() for p in codes)
-        )
-        for row in await _fetch(conn, metrics, "values", query):
+        codes = {code: frozenset(p.code for p in ps) for code, (_, ps) in wanted.items()}
+        chosen = [i for i, _ in wanted.values()]
+        all_periods = {p.code: p for _, ps in wanted.values() for p in ps}
+        for row in await _fetch(conn, metrics, "values", _native_query(unit, chosen, all_periods)):
             code, native = row[0], _native(row, _AFTER_INDICATOR)
-            if native.period in wanted[code][1]:  # the period list is shared by every indicator
+            if native.period in codes[code]:  # the period list is shared by every indicator
                 by_indicator.setdefault(code, []).append(native)
+        if reexpress:
+            found = await _reexpressed(conn, metrics, "values", index, [unit], chosen, all_periods.values())
+            reexpressed = {k: [x for x in rows if x.period in codes[k[1]]] for k, rows in found.items()}
     children = hierarchy.n_children(unit.edition, unit.code)
     values = [
         schemas.Value(
             indicator=code, target=ind.target,
-            **_value_fields(ind, derive(ind, by_indicator.get(code, ())), children),
+            **_value_fields(ind, _blend(ind, unit, by_indicator.get(code, ()), reexpressed, index, ps, reexpress),
+                            children),
         )
-        for code, (ind, _) in wanted.items()
+        for code, (ind, ps) in wanted.items()
     ]
     return schemas.UnitValues(
         unit=unit_schema(hierarchy, unit), edition=unit.edition, period=period.code,
@@ -156,11 +206,13 @@ def _sort_key(sort: str, value: int | float | None, code: str, name: str) -> tup
 
 
 async def children_values(
-    conn: AsyncConnection, metrics: QueryMetrics, hierarchy: Hierarchy, principal: Principal, parent: Unit,
+    conn: AsyncConnection, metrics: QueryMetrics, hierarchy: Hierarchy, sight: Sight, parent: Unit,
     period: Period, indicator: Indicator, sort: schemas.Sort, limit: int, cursor: str | None, today: date,
+    *, reexpress: bool = True,
 ) -> schemas.ChildrenValues:
     try:
-        periods = [p.code for p in native_periods(indicator, period)]
+        natives_of = native_periods(indicator, period)
+        periods = [p.code for p in natives_of]
     except FinerThanNative as exc:
         raise invalid("period", str(exc)) from exc
     after: tuple[Any, ...] | None = None
@@ -177,12 +229,15 @@ async def children_values(
         _, natives = grouped.setdefault(row[0], (row, []))
         if row[_AFTER_CHILD] is not None:  # a child without any row of the periods: one row of nulls
             natives.append(_native(row, _AFTER_CHILD))
+    kids = [c for c in (hierarchy.get(parent.edition, code) for code in grouped) if c is not None and sight.sees(c)]
+    reexpressed = await _reexpressed(conn, metrics, "children", sight.index, kids, [indicator], natives_of) \
+        if reexpress else {}
     ranked: list[tuple[tuple[Any, ...], schemas.ChildValue]] = []
-    for code, (meta, natives) in grouped.items():
-        child = hierarchy.get(parent.edition, code)
-        if child is None or not principal.can_see(child):
-            continue  # defence in depth: a visible parent's children are all visible
-        fields = _value_fields(indicator, derive(indicator, natives), meta.n_children)
+    for child in kids:  # defence in depth: a visible parent's children are all visible
+        meta, natives = grouped[child.code]
+        code = child.code
+        blended = _blend(indicator, child, natives, reexpressed, sight.index, natives_of, reexpress)
+        fields = _value_fields(indicator, blended, meta.n_children)
         item = schemas.ChildValue(unit=unit_schema(hierarchy, child), rank=0, **fields)
         ranked.append((_sort_key(sort, fields["value"], code, meta.name), item))
     ranked.sort(key=lambda pair: pair[0])
@@ -205,21 +260,26 @@ async def children_values(
 
 
 async def series(
-    conn: AsyncConnection, metrics: QueryMetrics, hierarchy: Hierarchy, unit: Unit, indicator: Indicator,
-    periods: list[Period], first: Period, last: Period, today: date,
+    conn: AsyncConnection, metrics: QueryMetrics, hierarchy: Hierarchy, index: CrosswalkIndex, unit: Unit,
+    indicator: Indicator, periods: list[Period], first: Period, last: Period, today: date, *, reexpress: bool = True,
 ) -> schemas.Series:
     query = _native_query(unit, [indicator], (p.code for p in periods))
     rows = await _fetch(conn, metrics, "series", query)
     stored = {native.period: native for native in (_native(row, _AFTER_INDICATOR) for row in rows)}
+    found = await _reexpressed(conn, metrics, "series", index, [unit], [indicator], periods) if reexpress else {}
+    by_period = {x.period: x for x in found.get((unit.code, indicator.code), ())}
     children = hierarchy.n_children(unit.edition, unit.code)
     points = []
     for p in periods:
         native = stored.get(p.code)
-        fields = _value_fields(indicator, derive(indicator, [native] if native else []), children)
+        one = {(unit.code, indicator.code): [by_period[p.code]]} if p.code in by_period else {}
+        fields = _value_fields(
+            indicator, _blend(indicator, unit, [native] if native else [], one, index, [p], reexpress), children)
         points.append(schemas.SeriesPoint(
             period=p.code, value=fields["value"], numerator=fields["numerator"],
             denominator=fields["denominator"], source=fields["source"], reporting=fields["reporting"],
-            expected=fields["expected"], partial=is_partial(p, today),
+            expected=fields["expected"], partial=is_partial(p, today), basis=fields["basis"],
+            estimated=fields["estimated"], reexpressed=fields["reexpressed"],
         ))
     return schemas.Series(
         unit=unit_schema(hierarchy, unit), edition=unit.edition, indicator=indicator.code,

@@ -16,6 +16,7 @@ from services.query.caching import AnswerCache, Versions
 from services.query.connections import Connections
 from services.query.keys import KnownKeys
 from services.query.metrics import QueryMetrics
+from services.query.scope import CrosswalkHolder
 from shared.catalog import Catalog
 from shared.hierarchy import Hierarchy
 from shared.hierarchy_keeper import HierarchyKeeper
@@ -41,6 +42,7 @@ class QueryState:
     keeper: HierarchyKeeper = field(init=False)
     connections: Connections = field(init=False)
     auth: Authenticator = field(init=False)
+    crosswalk: CrosswalkHolder = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -54,6 +56,7 @@ class QueryState:
         # With answers kept in memory, one connection of the pool LISTENs (app.py); the rest serve requests.
         listening = 1 if settings.cache_max_bytes else 0
         self.connections = Connections(self.engine, requests=settings.db_pool_size - listening)
+        self.crosswalk = CrosswalkHolder(self.engine)
         self.auth = Authenticator(self.keys, self.limiter, self.metrics.keys, anonymous_read=settings.anonymous_read)
 
     @property

@@ -3,6 +3,7 @@
 The fixtures of the border: a key for Long An (province 80) of the legacy edition. Inside: Bến Lức
 district 803 and its commune 27991; at the border: 80 itself; outside: Long Mỹ district 936 (Hậu Giang)
 and its commune 31483, the nation VN, and every unit of the 2025 edition (also "80", now Tây Ninh).
+A key of Tây Ninh (2025) reads, besides, the legacy units it was formed from (DESIGN §7).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def unit_routes(code: str, edition: str = "legacy") -> dict[str, tuple[str, dict
                    {"indicator": "cccd_issued", "from": "2024-01" if edition == "legacy" else "2025-07",
                     "to": month, "edition": edition}),
         "list of its children": ("/v1/units", {"edition": edition, "parent": code}),
+        "lineage": (f"/v1/units/{code}/lineage", {"edition": edition}),
     }
 
 
@@ -86,17 +88,23 @@ async def test_query_lists_and_searches_show_only_the_subtree(stack: Stack) -> N
         assert (await client.get("/v1/indicators")).status_code == 200  # the catalogue is not scoped
 
 
-async def test_a_2025_province_key_does_not_see_legacy_units(stack: Stack) -> None:
-    """Tây Ninh (2025) absorbed Long An: its key still answers 404 for Long An's legacy units (for now)."""
+async def test_a_2025_province_key_reads_the_legacy_units_it_was_formed_from(stack: Stack) -> None:
+    """Tây Ninh (2025) is Long An (80) + Tây Ninh (72) of the legacy edition: its key reads both, read-only
+    (DESIGN §7), and nothing of Bình Phước (70), which went into Đồng Nai; tests/integration/test_reexpress_scope.py
+    has the rest of the border."""
     key = await stack.create_key(scope=BORDER, edition="2025", roles=("read",))
     async with serve(stack) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         assert set((await _statuses(client, BORDER, "2025")).values()) == {200}
         assert set((await _statuses(client, "25459", "2025")).values()) == {200}  # a commune of Tây Ninh
-        for code in (BORDER, INSIDE, COMMUNE_INSIDE):
+        for code in (BORDER, INSIDE, COMMUNE_INSIDE, "72"):
+            assert set((await _statuses(client, code, "legacy")).values()) == {200}, code
+        for code in ("70", OUTSIDE, COMMUNE_OUTSIDE):
             assert set((await _statuses(client, code, "legacy")).values()) == {404}, code
-        assert (await client.get("/v1/units", params={"edition": "legacy"})).json()["items"] == []
+        provinces = (await client.get("/v1/units", params={"edition": "legacy", "level": "province"})).json()
+        assert [u["code"] for u in provinces["items"]] == ["72", "80"]
         assert set((await _statuses(client, NATION, "2025")).values()) == {404}
+        assert set((await _statuses(client, NATION, "legacy")).values()) == {404}
 
 
 async def test_ingest_submissions_inside_outside_and_at_the_border(stack: Stack) -> None:
