@@ -27,6 +27,7 @@ from tests.conftest import Stack
 from tests.fixtures.waiting import eventually
 from tests.integration.test_aggregate import caught_up, event, produce, running
 from tests.integration.test_query import serve
+from tests.integration.test_security_scope import _statuses, unit_routes
 
 GROUP = "reexpress"
 
@@ -267,3 +268,30 @@ async def test_a_legacy_correction_and_new_weights_reach_the_2025_answers(stack:
                 return (await one(client, Y, "cccd_issued", "2024-01", edition="2025"))["value"] == 450
 
             await eventually(reweighted, what="new crosswalk weights in the 2025 commune's answer")  # ¾ of 600
+
+
+async def test_scope_at_the_border_of_both_editions(stack: Stack) -> None:
+    """A key of the 2025 commune X reads the legacy communes mapping into it, not their districts nor a commune
+    that went elsewhere; a legacy key reads nothing of the 2025 edition; each on every route."""
+    elsewhere = next(c for c, ts in sorted(SOURCES.items()) if all(t != X for t, _, _ in ts))
+    commune_key = await stack.create_key(scope=X, edition="2025", roles=("read",))
+    legacy_key = await stack.create_key(scope="80", edition="legacy", roles=("read",))
+    async with serve(stack) as client:
+        client.headers["Authorization"] = f"Bearer {commune_key}"
+        assert set((await _statuses(client, X, "2025")).values()) == {200}
+        for code in CW.weights[X]:
+            assert set((await _statuses(client, code, "legacy")).values()) == {200}, code
+        for code in (elsewhere, "80", "72", "803", Y):
+            edition = "2025" if code == Y else "legacy"
+            assert set((await _statuses(client, code, edition)).values()) == {404}, code
+        listed = (await client.get("/v1/units", params={"edition": "legacy", "limit": "500"})).json()["items"]
+        assert sorted(u["code"] for u in listed) == sorted(CW.weights[X])
+        divided = (await client.get(f"/v1/units/{D}/lineage", params={"edition": "legacy"})).json()
+        assert [i["code"] for i in divided["items"]] == [X]  # Y, where D's other half went, is not its to read
+
+        client.headers["Authorization"] = f"Bearer {legacy_key}"
+        for code in ("80", X, "VN"):
+            assert await _statuses(client, code, "2025") == dict.fromkeys(unit_routes(code, "2025"), 404), code
+        assert (await client.get("/v1/units", params={"edition": "2025"})).json()["items"] == []
+        went_into = (await client.get("/v1/units/80/lineage", params={"edition": "legacy"})).json()
+        assert went_into["items"] == []  # Tây Ninh (2025) is not a legacy key's to read
