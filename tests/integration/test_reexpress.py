@@ -23,11 +23,11 @@ import httpx
 import pytest
 
 from shared.events import AcceptedEvent
-from tests.conftest import Stack
+from tests.fixtures.apps import serve
+from tests.fixtures.infra import Stack
+from tests.fixtures.scope import statuses, unit_routes
 from tests.fixtures.waiting import eventually
 from tests.integration.test_aggregate import caught_up, event, produce, running
-from tests.integration.test_query import serve
-from tests.integration.test_security_scope import _statuses, unit_routes
 
 GROUP = "reexpress"
 
@@ -278,12 +278,12 @@ async def test_scope_at_the_border_of_both_editions(stack: Stack) -> None:
     legacy_key = await stack.create_key(scope="80", edition="legacy", roles=("read",))
     async with serve(stack) as client:
         client.headers["Authorization"] = f"Bearer {commune_key}"
-        assert set((await _statuses(client, X, "2025")).values()) == {200}
+        assert set((await statuses(client, X, "2025")).values()) == {200}
         for code in CW.weights[X]:
-            assert set((await _statuses(client, code, "legacy")).values()) == {200}, code
+            assert set((await statuses(client, code, "legacy")).values()) == {200}, code
         for code in (elsewhere, "80", "72", "803", Y):
             edition = "2025" if code == Y else "legacy"
-            assert set((await _statuses(client, code, edition)).values()) == {404}, code
+            assert set((await statuses(client, code, edition)).values()) == {404}, code
         listed = (await client.get("/v1/units", params={"edition": "legacy", "limit": "500"})).json()["items"]
         assert sorted(u["code"] for u in listed) == sorted(CW.weights[X])
         divided = (await client.get(f"/v1/units/{D}/lineage", params={"edition": "legacy"})).json()
@@ -291,7 +291,7 @@ async def test_scope_at_the_border_of_both_editions(stack: Stack) -> None:
 
         client.headers["Authorization"] = f"Bearer {legacy_key}"
         for code in ("80", X, "VN"):
-            assert await _statuses(client, code, "2025") == dict.fromkeys(unit_routes(code, "2025"), 404), code
+            assert await statuses(client, code, "2025") == dict.fromkeys(unit_routes(code, "2025"), 404), code
         assert (await client.get("/v1/units", params={"edition": "2025"})).json()["items"] == []
         went_into = (await client.get("/v1/units/80/lineage", params={"edition": "legacy"})).json()
         assert went_into["items"] == []  # Tây Ninh (2025) is not a legacy key's to read

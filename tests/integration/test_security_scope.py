@@ -15,6 +15,8 @@ import httpx
 from services.ingest.app import create_app
 from tests.fixtures.apps import auth, no_relay, running, serve
 from tests.fixtures.infra import Stack
+from tests.fixtures.scope import statuses as _statuses
+from tests.fixtures.scope import unit_routes
 
 INSIDE, COMMUNE_INSIDE, BORDER = "803", "27991", "80"
 OUTSIDE, COMMUNE_OUTSIDE, NATION = "936", "31483", "VN"
@@ -23,29 +25,6 @@ SEEN = {INSIDE: 200, COMMUNE_INSIDE: 200, BORDER: 200, OUTSIDE: 404, COMMUNE_OUT
 
 def stock(unit: str, period: str = "2024-07", **extra: Any) -> dict[str, Any]:
     return {"unit": unit, "indicator": "cccd_issued", "period": period, "value": 1000, **extra}
-
-
-def unit_routes(code: str, edition: str = "legacy") -> dict[str, tuple[str, dict[str, str]]]:
-    """Every query route that names a unit, with parameters that are otherwise valid."""
-    month = "2024-07" if edition == "legacy" else "2025-08"
-    return {
-        "unit": (f"/v1/units/{code}", {"edition": edition}),
-        "values": (f"/v1/units/{code}/values", {"period": month, "edition": edition}),
-        "values (edition from the period)": (f"/v1/units/{code}/values", {"period": month}),
-        "one indicator": (f"/v1/units/{code}/values", {"period": month, "indicator": "cccd_issued"}),
-        "children (ranking)": (f"/v1/units/{code}/children/values",
-                               {"indicator": "cccd_issued", "period": month, "edition": edition, "sort": "-value"}),
-        "series": (f"/v1/units/{code}/series",
-                   {"indicator": "cccd_issued", "from": "2024-01" if edition == "legacy" else "2025-07",
-                    "to": month, "edition": edition}),
-        "list of its children": ("/v1/units", {"edition": edition, "parent": code}),
-        "lineage": (f"/v1/units/{code}/lineage", {"edition": edition}),
-    }
-
-
-async def _statuses(client: httpx.AsyncClient, code: str, edition: str = "legacy") -> dict[str, int]:
-    return {name: (await client.get(path, params=params)).status_code
-            for name, (path, params) in unit_routes(code, edition).items()}
 
 
 async def test_query_every_unit_route_inside_outside_and_at_the_border(stack: Stack) -> None:
