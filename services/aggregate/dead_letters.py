@@ -45,7 +45,7 @@ class Message(NamedTuple):
     """The part of a Kafka record the aggregator uses (aiokafka's record type is untyped).
 
     A NamedTuple: one is built per message, thousands per batch, and a frozen dataclass costs several
-    times more to build (docs/performance.md, "numbers moved from comments").
+    times more to build (docs/performance.md, "Figures moved out of comments").
     """
 
     partition: int

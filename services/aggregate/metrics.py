@@ -34,7 +34,7 @@ class WeightedHistogram(Collector):
 
     Freshness is observed per applied event, a whole batch of them at once, and the events of one ingest
     request share one `accepted_at`; `Histogram.observe` one by one would cost a measurable share of the
-    throughput (docs/performance.md, "numbers moved from comments").
+    throughput (docs/performance.md, "Figures moved out of comments").
     """
 
     def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
