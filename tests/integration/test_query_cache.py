@@ -134,8 +134,8 @@ async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> No
     from datetime import UTC, datetime
     from decimal import Decimal
 
-    from services.aggregate.service import Tree, apply_messages
-    from services.aggregate.validation import Message
+    from services.aggregate.dead_letters import Message
+    from services.aggregate.service import Reference, apply_messages
     from shared.catalog import load_catalog
     from shared.db import make_engine
     from shared.events import AcceptedEvent
@@ -147,12 +147,12 @@ async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> No
     engine = make_engine(stack.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            tree = Tree.of(await fetch_hierarchy(conn), load_catalog())
+            reference = Reference.of(await fetch_hierarchy(conn), load_catalog())
         events = [AcceptedEvent(seq, f"e{seq}", "legacy", unit, province, "cccd_issued", "2024-06",
                                 Decimal(10), None, datetime.now(UTC))
                   for seq, unit, province in ((1, "27991", "80"), (2, "00004", "01"))]
         messages = [Message(0, n, e.partition_key, e.to_bytes()) for n, e in enumerate(events)]
-        await apply_messages(engine, messages, list(events), tree, group="g", topic="t", epoch=None)
+        await apply_messages(engine, messages, list(events), reference, group="g", topic="t", epoch=None)
         for _ in range(100):
             if heard:
                 break
