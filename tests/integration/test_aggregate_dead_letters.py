@@ -11,19 +11,9 @@ import orjson
 from services.aggregate.app import create_app
 from shared.kafka import bounded, make_producer
 from shared.settings import AggregateSettings
-from tests.conftest import Stack
-from tests.integration.test_aggregate import (
-    all_copied,
-    caught_up,
-    dead_letter_records,
-    event,
-    eventually,
-    merge,
-    metric,
-    produce,
-    query,
-    row,
-)
+from tests.fixtures.aggregator import all_copied, caught_up, dead_letter_records, event, merge, metric, produce, row
+from tests.fixtures.infra import Stack
+from tests.fixtures.waiting import eventually
 
 # NULs, bytes that are not UTF-8 (a lone continuation byte, a truncated sequence), and no JSON at all.
 GARBAGE = b"\x00\xff\xfe{\"seq\": \x00\x80\xc3(\x00"
@@ -58,7 +48,7 @@ async def test_a_letter_without_a_seq_outlives_a_refused_topic_and_is_copied_onc
         await caught_up(stack, group, ends)
         assert (await row(stack, "27991"))["rep_num"] == 1200  # the aggregator went on past the garbage
 
-        [letter] = await query(stack, "SELECT * FROM dead_letters")
+        [letter] = await stack.fetch("SELECT * FROM dead_letters")
         assert (letter["seq"], letter["event_id"], letter["code"]) == (None, None, "malformed")
         assert (letter["raw_key"], bytes(letter["raw_value"])) == (None, GARBAGE)
         assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (
@@ -69,13 +59,13 @@ async def test_a_letter_without_a_seq_outlives_a_refused_topic_and_is_copied_onc
             text = (await client.get("/metrics")).text
             return metric(text, "d06_aggregate_dead_letter_publish_failures_total") >= 1
 
-        await eventually(refused, within=90)
+        await eventually(refused, what="the broker to refuse a copy", within=90)
         assert metric((await client.get("/metrics")).text, "d06_aggregate_dead_letters_unpublished") == 1
-        assert (await query(stack, "SELECT published_at FROM dead_letters"))[0]["published_at"] is None
+        assert (await stack.fetch("SELECT published_at FROM dead_letters"))[0]["published_at"] is None
 
         settings.dead_letter_topic = stack.dead_letter_topic
 
-        await eventually(lambda: all_copied(stack), within=90)
+        await eventually(lambda: all_copied(stack), what="the letter copied to the topic", within=90)
         assert metric((await client.get("/metrics")).text, "d06_aggregate_dead_letters_unpublished") == 0
 
     records = await dead_letter_records(stack)
