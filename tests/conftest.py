@@ -19,9 +19,7 @@ import pytest
 from shared.db import drop_database
 from shared.devstack import LocalBroker, LocalPostgres, free_port
 from shared.hierarchy import Hierarchy, read_dataset
-from tests.fixtures.infra import ROOT, RUN_DIR, TEMPLATE, Infra, Stack, build_template, fresh_stack
-
-__all__ = ["ROOT", "RUN_DIR", "TEMPLATE", "Infra", "Stack", "build_template"]
+from tests.fixtures.infra import RUN_DIR, TEMPLATE, Infra, Stack, build_template, fresh_stack
 
 
 def _run(coro: Any) -> Any:

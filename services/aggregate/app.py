@@ -1,4 +1,4 @@
-"""The aggregator process: the consumer task, the hierarchy refresher and the three operator routes.
+"""The aggregator process: the consumer, the hierarchy keeper, the dead-letter relay and the operator routes.
 
 `uvicorn --factory services.aggregate.app:create_app --port 8002`. Nothing is built at import time; the
 lifespan owns every resource and closes them in reverse order. Start-up never fails because Postgres or
@@ -11,29 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.aggregate.consumer import Aggregator
+from services.aggregate.dead_letter_relay import DeadLetterRelay
 from services.aggregate.metrics import AggregateMetrics
-from services.aggregate.units import HierarchyCache
+from services.aggregate.service import CurrentReference
 from shared.catalog import load_catalog
-from shared.db import make_engine
+from shared.db import make_engine, ping
 from shared.dbroles import act_as
 from shared.errors import install_error_handlers
+from shared.hierarchy_keeper import HierarchyKeeper
+from shared.memory import rare_collections
 from shared.observability import configure_logging, install_observability, new_registry
 from shared.settings import AggregateSettings
 
 log = logging.getLogger("d06.aggregate")
 
 SHUTDOWN_SECONDS = 20.0  # the batch in hand gets this long to commit (within a pod's default 30 s grace)
-CHECK_TIMEOUT = 3.0
-GC_THRESHOLD = 50_000  # allocations between young collections (Python's default: 700)
+HIERARCHY_REFRESH_SECONDS = 300.0
+# Events for units this process has not seen trigger an early reload (an operator loaded a newer
+# hierarchy), at most this often, before anyone calls them poison.
+EARLY_REFRESH_INTERVAL = 5.0
 
 
 class _Running:
@@ -41,7 +44,7 @@ class _Running:
 
     def __init__(self) -> None:
         self.engine: AsyncEngine | None = None
-        self.units: HierarchyCache | None = None
+        self.keeper: HierarchyKeeper | None = None
         self.aggregator: Aggregator | None = None
 
 
@@ -61,50 +64,42 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
             settings.db_role,  # rollups, offsets and dead letters; nothing of ingest's (shared/dbroles.py)
         )
         app.state.engine = engine  # for the pool metrics
-        units = HierarchyCache(engine, load_catalog())
-        aggregator = Aggregator(settings, engine, units, metrics)
-        running.engine, running.units, running.aggregator = engine, units, aggregator
+        reference = CurrentReference(load_catalog())
+        keeper = HierarchyKeeper(
+            engine, refresh_seconds=HIERARCHY_REFRESH_SECONDS, min_interval=EARLY_REFRESH_INTERVAL,
+            on_load=reference.rebuild,
+        )
+        relay = DeadLetterRelay(settings, engine, metrics)
+        aggregator = Aggregator(settings, engine, keeper, reference, metrics, on_dead_letters=relay.wake)
+        running.engine, running.keeper, running.aggregator = engine, keeper, aggregator
         stop = asyncio.Event()
-        gc_before = gc.get_threshold()
-        # A batch allocates a few hundred thousand short-lived, acyclic objects (freed by refcount); with
-        # the default thresholds the cyclic collector runs hundreds of times per batch and rescans the
-        # long-lived heap (hierarchy, libraries) each time: a third of the CPU. Collect rarely, and
-        # once the hierarchy is in memory, leave everything that exists then out of the scans.
-        gc.set_threshold(GC_THRESHOLD, 50, 100)
-
-        async def freeze_when_loaded() -> None:
-            if await units.wait_loaded(stop) is not None and not stop.is_set():
-                gc.freeze()
-
-        tasks = [
-            asyncio.create_task(units.keep_fresh(stop), name="d06-aggregate-hierarchy"),
-            asyncio.create_task(aggregator.run(stop), name="d06-aggregate-consumer"),
-            asyncio.create_task(freeze_when_loaded(), name="d06-aggregate-gc"),
-        ]
-        log.info("aggregator started (topic %s, group %s)", settings.events_topic, settings.consumer_group)
-        try:
-            yield
-        finally:
-            stop.set()
-            _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_SECONDS)
-            for task in pending:
-                log.warning("%s did not stop in %.0fs; cancelling it", task.get_name(), SHUTDOWN_SECONDS)
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            gc.set_threshold(*gc_before)
-            gc.unfreeze()
-            running.engine, running.units, running.aggregator = None, None, None
-            await engine.dispose()
-            log.info("aggregator stopped")
+        with rare_collections():  # the keeper freezes the long-lived heap after each hierarchy load
+            tasks = [
+                asyncio.create_task(keeper.run(stop), name="d06-aggregate-hierarchy"),
+                asyncio.create_task(aggregator.run(stop), name="d06-aggregate-consumer"),
+                asyncio.create_task(relay.run(stop), name="d06-aggregate-dead-letters"),
+            ]
+            log.info("aggregator started (topic %s, group %s)", settings.events_topic, settings.consumer_group)
+            try:
+                yield
+            finally:
+                stop.set()
+                _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_SECONDS)
+                for task in pending:
+                    log.warning("%s did not stop in %.0fs; cancelling it", task.get_name(), SHUTDOWN_SECONDS)
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        running.engine, running.keeper, running.aggregator = None, None, None
+        await engine.dispose()
+        log.info("aggregator stopped")
 
     async def database() -> None:
         if running.engine is None:
             raise RuntimeError("not started")
-        async with asyncio.timeout(CHECK_TIMEOUT), running.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(running.engine)
 
     async def hierarchy() -> None:
-        if running.units is None or running.units.tree is None:
+        if running.keeper is None or running.keeper.current is None:
             raise LookupError("hierarchy not loaded")
 
     async def broker() -> None:

@@ -14,9 +14,9 @@ from collections import Counter
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.aggregate.metrics import AggregateMetrics, Outcome, Reason
-from services.aggregate.service import BatchResult, Tree, apply_messages, is_content_error
-from services.aggregate.validation import DeadLetter, Message, dead_letter
+from services.aggregate.dead_letters import DeadLetter, Message, Reason, dead_letter
+from services.aggregate.metrics import AggregateMetrics, EventOutcome
+from services.aggregate.service import BatchResult, Reference, apply_messages, is_content_error
 from shared.events import AcceptedEvent
 from shared.retry import describe
 
@@ -33,7 +33,7 @@ class BatchApplier:
         self._topic = topic
 
     async def apply(
-        self, messages: list[Message], verdicts: Verdicts, tree: Tree, epoch: int | None
+        self, messages: list[Message], verdicts: Verdicts, reference: Reference, epoch: int | None
     ) -> list[BatchResult]:
         """Commit the batch (in several transactions if a message must be isolated), in order.
 
@@ -42,7 +42,7 @@ class BatchApplier:
         """
         try:
             result = await apply_messages(
-                self._engine, messages, verdicts, tree, group=self._group, topic=self._topic, epoch=epoch
+                self._engine, messages, verdicts, reference, group=self._group, topic=self._topic, epoch=epoch
             )
         except Exception as exc:
             if not is_content_error(exc):
@@ -50,15 +50,15 @@ class BatchApplier:
             self._metrics.batch_failures.labels("content").inc()
             if len(messages) > 1:
                 half = len(messages) // 2  # a prefix of every partition: offsets stay contiguous
-                first = await self.apply(messages[:half], verdicts[:half], tree, epoch)
+                first = await self.apply(messages[:half], verdicts[:half], reference, epoch)
                 if first and first[-1].epoch_changed:
                     return first
-                return first + await self.apply(messages[half:], verdicts[half:], tree, epoch)
+                return first + await self.apply(messages[half:], verdicts[half:], reference, epoch)
             log.error("message at offset %d of partition %d fails to apply; dead-lettering it: %s",
                       messages[0].offset, messages[0].partition, describe(exc))
             letter = dead_letter(messages[0], Reason.APPLY_FAILED, describe(exc))
             result = await apply_messages(
-                self._engine, messages, [letter], tree, group=self._group, topic=self._topic, epoch=epoch
+                self._engine, messages, [letter], reference, group=self._group, topic=self._topic, epoch=epoch
             )
         if not result.epoch_changed:
             self._record(len(messages), result)
@@ -69,20 +69,20 @@ class BatchApplier:
         now = time.time()
         log.debug(
             "batch of %d: %d applied, %d stale, %d dead, %d redelivered, %d rows written in %.3fs",
-            size, len(result.outcome.applied), len(result.outcome.stale), len(result.dead),
+            size, len(result.effect.applied), len(result.effect.stale), len(result.dead),
             result.redelivered, result.rows_written, result.seconds,
         )
         m.last_commit.set(now)
         m.batch_size.observe(size)
         m.batch_seconds.observe(result.seconds)
         m.rows_written.inc(result.rows_written)
-        m.events.labels(Outcome.APPLIED.value).inc(len(result.outcome.applied))
-        m.events.labels(Outcome.STALE.value).inc(len(result.outcome.stale))
-        m.events.labels(Outcome.DEAD_LETTERED.value).inc(len(result.dead))
-        m.events.labels(Outcome.REDELIVERED.value).inc(result.redelivered)
+        m.events.labels(EventOutcome.APPLIED.value).inc(len(result.effect.applied))
+        m.events.labels(EventOutcome.STALE.value).inc(len(result.effect.stale))
+        m.events.labels(EventOutcome.DEAD_LETTERED.value).inc(len(result.dead))
+        m.events.labels(EventOutcome.REDELIVERED.value).inc(result.redelivered)
         for reason, count in Counter(dl.reason for dl in result.dead).items():
             m.dead_letters.labels(reason.value).inc(count)
             log.warning("dead-lettered %d message(s): %s", count, reason.value)
         # Events of one ingest request share their accepted_at: one observation per distinct instant.
-        for accepted_at, count in Counter(ev.accepted_at for ev in result.outcome.applied).items():
+        for accepted_at, count in Counter(ev.accepted_at for ev in result.effect.applied).items():
             m.freshness.observe(max(now - accepted_at.timestamp(), 0.0), count)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -30,11 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.aggregate import repository as repo
 from services.aggregate.applier import BatchApplier, Verdicts
+from services.aggregate.dead_letters import Message, classify, needs_fresher_hierarchy, recheck
 from services.aggregate.metrics import AggregateMetrics
-from services.aggregate.service import Tree
-from services.aggregate.units import HierarchyCache
-from services.aggregate.validation import DeadLetter, Message, classify, needs_fresher_hierarchy, recheck
-from shared.kafka import bounded, ensure_topics, make_producer
+from services.aggregate.service import CurrentReference, Reference
+from shared.hierarchy_keeper import HierarchyKeeper
+from shared.kafka import bounded, ensure_topics
 from shared.retry import Backoff, describe, sleep_or_stop
 from shared.settings import AggregateSettings
 
@@ -77,7 +77,7 @@ async def _unless_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T:
 class Fetched(NamedTuple):
     messages: list[Message]
     verdicts: Verdicts
-    tree: Tree
+    reference: Reference
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -96,15 +96,23 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
 
 class Aggregator:
     def __init__(
-        self, settings: AggregateSettings, engine: AsyncEngine, units: HierarchyCache, metrics: AggregateMetrics
+        self,
+        settings: AggregateSettings,
+        engine: AsyncEngine,
+        keeper: HierarchyKeeper,
+        reference: CurrentReference,
+        metrics: AggregateMetrics,
+        *,
+        on_dead_letters: Callable[[], None],
     ) -> None:
         self._settings = settings
         self._engine = engine
-        self._units = units
+        self._keeper = keeper
+        self._reference = reference  # rebuilt by the keeper's on_load
         self._metrics = metrics
+        self._on_dead_letters = on_dead_letters  # after a commit that stored new ones: the relay copies them
         self._applier = BatchApplier(engine, metrics, group=settings.consumer_group, topic=settings.events_topic)
         self._consumer: Any = None  # AIOKafkaConsumer (untyped) while connected
-        self._producer: Any = None  # for the dead-letter topic
         self._epoch: int | None = None  # the topic epoch our positions belong to; None: adopt the current
         self._positions: dict[int, int] = {}  # partition -> next offset to apply, for the lag gauge
 
@@ -118,7 +126,7 @@ class Aggregator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop`; reconnect to the broker with back-off whenever it fails."""
-        if await self._units.wait_loaded(stop) is None:
+        if await self._keeper.wait_loaded(stop) is None:
             return
         backoff = Backoff()
         while not stop.is_set():
@@ -136,13 +144,11 @@ class Aggregator:
 
     async def _connect(self) -> None:
         s = self._settings
+        # Not the dead-letter topic: a broker refusing it must not stop the consumer (dead_letter_relay.py).
         await bounded(
-            ensure_topics(s.kafka_bootstrap, [s.events_topic, s.dead_letter_topic], s.topic_partitions,
-                          s.topic_replication),
+            ensure_topics(s.kafka_bootstrap, [s.events_topic], s.topic_partitions, s.topic_replication),
             2 * BROKER_TIMEOUT,
         )
-        self._producer = make_producer(s.kafka_bootstrap)
-        await bounded(self._producer.start(), BROKER_TIMEOUT)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
             group_id=s.consumer_group,
@@ -162,16 +168,14 @@ class Aggregator:
         log.info("consuming %s as group %s", s.events_topic, s.consumer_group)
 
     async def _disconnect(self) -> None:
-        consumer, producer = self._consumer, self._producer
-        self._consumer = self._producer = None
+        consumer, self._consumer = self._consumer, None
         self._positions.clear()
-        for client in (consumer, producer):
-            if client is None:
-                continue
-            try:
-                await bounded(client.stop(), BROKER_TIMEOUT)
-            except Exception as exc:  # noqa: BLE001 - closing a client of a dead broker: nothing to save
-                log.warning("closing a Kafka client failed: %s", describe(exc))
+        if consumer is None:
+            return
+        try:
+            await bounded(consumer.stop(), BROKER_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - closing a client of a dead broker: nothing to save
+            log.warning("closing the Kafka consumer failed: %s", describe(exc))
 
     # ---- the loop
 
@@ -192,7 +196,7 @@ class Aggregator:
                 backoff.reset()  # the broker delivers: a later broker failure starts its back-off afresh
                 ahead = asyncio.create_task(self._fetch())
                 try:
-                    results = await self._applier.apply(batch.messages, batch.verdicts, batch.tree, self._epoch)
+                    results = await self._applier.apply(batch.messages, batch.verdicts, batch.reference, self._epoch)
                 except Exception as exc:  # noqa: BLE001 - transient (Postgres away...): roll back, retry
                     await self._discard(ahead)
                     ahead = None
@@ -215,7 +219,8 @@ class Aggregator:
                 for message in batch.messages:
                     self._positions[message.partition] = message.offset + 1
                 self._update_lag()
-                await self._publish_dead_letters([dl for r in results for dl in r.new_dead])
+                if any(r.new_dead for r in results):
+                    self._on_dead_letters()
         finally:
             if ahead is not None:  # leaving: the next assignment seeks to the stored offsets anyway
                 ahead.cancel()
@@ -227,15 +232,16 @@ class Aggregator:
             self._consumer.getmany(timeout_ms=POLL_MS, max_records=self._settings.max_batch), GETMANY_TIMEOUT
         )
         messages = [Message(tp.partition, r.offset, r.key, r.value) for tp, records in fetched.items() for r in records]
-        tree = self._units.tree
-        assert tree is not None  # run() waited for the first load
-        verdicts = classify(messages, tree.hierarchy, tree.catalog)
-        if needs_fresher_hierarchy(verdicts):
-            fresher = await self._units.refresh_soon()
-            if fresher is not None:
-                tree = fresher
-                verdicts = recheck(messages, verdicts, tree.hierarchy, tree.catalog)
-        return Fetched(messages, verdicts, tree)
+        reference = self._reference.value
+        assert reference is not None  # run() waited for the first load
+        verdicts = classify(messages, reference.hierarchy, reference.catalog)
+        if needs_fresher_hierarchy(verdicts) and await self._keeper.refresh_soon() is not None:
+            fresher = self._reference.value
+            assert fresher is not None
+            if fresher is not reference:
+                reference = fresher
+                verdicts = recheck(messages, verdicts, reference.hierarchy, reference.catalog)
+        return Fetched(messages, verdicts, reference)
 
     async def _discard(self, ahead: asyncio.Task[Fetched]) -> None:
         """Drop a batch read ahead, rewinding to its first offsets: the consumer already moved past it.
@@ -248,26 +254,6 @@ class Aggregator:
         except Exception as exc:
             raise BrokerTrouble(f"a fetch failed ({describe(exc)})") from exc
         self._seek_to_first(batch.messages)
-
-    async def _publish_dead_letters(self, letters: list[DeadLetter]) -> None:
-        """Copy to the dead-letter topic after commit; the table is the record, so failing here is logged."""
-        producer = self._producer
-        if not letters or producer is None:
-            return
-        topic = self._settings.events_topic
-
-        async def send_all() -> None:
-            futures = [
-                await producer.send(self._settings.dead_letter_topic, dl.topic_value(topic), key=dl.message.key)
-                for dl in letters
-            ]
-            await asyncio.gather(*futures)
-
-        try:
-            await bounded(send_all(), BROKER_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - never block the partition on the dead-letter topic
-            self._metrics.dead_letter_publish_failures.inc(len(letters))
-            log.warning("could not publish %d dead letter(s) to the topic: %s", len(letters), describe(exc))
 
     # ---- positions and epochs
 

@@ -1,9 +1,10 @@
 """Every metric the aggregator exposes, in one place (STYLE §11).
 
-Labels are bounded by construction: `outcome` and `reason` come from the enums below, `partition` from
-the topic's partition count. Operators watch four things here: throughput (events by outcome), poison
-(dead letters by reason), how far behind the log the aggregator is (lag per partition) and how old a
-figure is when a reader can first see it (freshness, the DESIGN §6 p99 ≤ 1 s promise).
+Labels are bounded by construction: `outcome` comes from the enum below, `reason` from dead_letters.py's
+`Reason`, `partition` from the topic's partition count. Operators watch four things here: throughput
+(events by outcome), poison (dead letters by reason, and how many still wait for their topic), how far
+behind the log the aggregator is (lag per partition) and how old a figure is when a reader can first see
+it (freshness, the DESIGN §6 p99 ≤ 1 s promise).
 """
 
 from __future__ import annotations
@@ -16,32 +17,24 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from services.aggregate.dead_letters import Reason
 
-class Outcome(StrEnum):
+
+class EventOutcome(StrEnum):
+    """What became of a Kafka message: the `outcome` label of d06_aggregate_events_total."""
+
     APPLIED = "applied"  # changed the reported value of its key
     STALE = "stale"  # a newer seq already won (replay, duplicate, reordering)
     DEAD_LETTERED = "dead_lettered"
     REDELIVERED = "redelivered"  # below the offset already stored for its partition: not even parsed
 
 
-class Reason(StrEnum):
-    """Why a message was dead-lettered; also the `reason` column of `dead_letters` (prefix)."""
-
-    MALFORMED = "malformed"
-    UNKNOWN_EDITION = "unknown_edition"
-    UNKNOWN_UNIT = "unknown_unit"
-    UNKNOWN_INDICATOR = "unknown_indicator"
-    RETIRED_INDICATOR = "retired_indicator"
-    BAD_PERIOD = "bad_period"
-    BAD_VALUE = "bad_value"
-    APPLY_FAILED = "apply_failed"  # its content made the batch transaction fail, alone, in isolation
-
-
 class WeightedHistogram(Collector):
     """A histogram that takes many identical observations at once.
 
-    Freshness is observed per applied event, up to 20,000 per batch, and the events of one ingest request
-    share one `accepted_at`; `Histogram.observe` one by one would cost a few percent of the throughput.
+    Freshness is observed per applied event, a whole batch of them at once, and the events of one ingest
+    request share one `accepted_at`; `Histogram.observe` one by one would cost a measurable share of the
+    throughput (docs/performance.md, "Figures moved out of comments").
     """
 
     def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
@@ -75,7 +68,7 @@ class AggregateMetrics:
             "Kafka messages handled, by outcome (applied, stale, dead_lettered, redelivered).",
             ["outcome"], registry=registry,
         )
-        for outcome in Outcome:
+        for outcome in EventOutcome:
             self.events.labels(outcome.value)  # every series exists from the start, at 0
         self.dead_letters = Counter(
             "d06_aggregate_dead_letters_total",
@@ -123,7 +116,13 @@ class AggregateMetrics:
         )
         self.dead_letter_publish_failures = Counter(
             "d06_aggregate_dead_letter_publish_failures_total",
-            "Dead letters stored in Postgres but not copied to the dead-letter topic (the table is authoritative).",
+            "Dead letters an attempt to copy to the dead-letter topic failed for, counted at every attempt "
+            "(each is retried until the broker takes it; the dead_letters table is the record).",
+            registry=registry,
+        )
+        self.dead_letters_unpublished = Gauge(
+            "d06_aggregate_dead_letters_unpublished",
+            "Dead letters stored in Postgres and not yet copied to the dead-letter topic.",
             registry=registry,
         )
         self.last_commit = Gauge(

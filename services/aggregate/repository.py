@@ -13,8 +13,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.aggregate.dead_letters import DeadLetter
 from services.aggregate.rollup import Key, Row
-from services.aggregate.validation import DeadLetter
 from shared.events import ROLLUPS_CHANGED
 from shared.values import pair_or_none
 
@@ -26,18 +26,18 @@ class StoredOffset:
 
 
 async def lock_writers(
-    conn: AsyncConnection, group: str, topic: str, partitions: Iterable[int], trees: Iterable[str]
+    conn: AsyncConnection, group: str, topic: str, partitions: Iterable[int], provinces: Iterable[str]
 ) -> None:
-    """Serialise with any other consumer writing the same partitions or province trees.
+    """Serialise with any other consumer writing the same partitions or provinces.
 
     One writer per partition is what Kafka promises, but only between rebalances: a consumer that lost a
     partition may still be finishing a batch of it. Locking the partitions makes the offset check below
-    airtight; locking the province trees (`edition/province`, the partition key) also covers a topic
+    airtight; locking the provinces (`edition/province`, the partition key) also covers a topic
     recreated with another partition count. Locks are taken in one sorted pass, so two batches can never
     wait for each other in a cycle, and they are released by COMMIT or ROLLBACK.
     """
     names = [f"offsets/{group}/{topic}/{p}" for p in sorted(set(partitions))]
-    names += [f"rollups/{tree}" for tree in sorted(set(trees))]
+    names += [f"rollups/{province}" for province in sorted(set(provinces))]
     await conn.execute(
         text("""
         SELECT count(pg_advisory_xact_lock(k)) FROM (
@@ -136,14 +136,15 @@ async def upsert_rows(conn: AsyncConnection, rows: dict[Key, Row], keys: Collect
     return len(items)
 
 
-async def announce(conn: AsyncConnection, trees: Collection[str]) -> None:
-    """Tell listeners (the query service's answer caches) which province trees this transaction changed.
+async def announce(conn: AsyncConnection, provinces: Collection[str]) -> None:
+    """Tell listeners (the query service's answer caches) which provinces (`edition/province`) this
+    transaction changed.
 
     A NOTIFY is delivered at COMMIT and dropped by ROLLBACK: listeners hear of exactly what was committed.
     """
-    if trees:
-        await conn.execute(text("SELECT pg_notify(:channel, :trees)"),
-                           {"channel": ROLLUPS_CHANGED, "trees": ",".join(sorted(trees))})
+    if provinces:
+        await conn.execute(text("SELECT pg_notify(:channel, :provinces)"),
+                           {"channel": ROLLUPS_CHANGED, "provinces": ",".join(sorted(provinces))})
 
 
 async def store_offsets(
@@ -166,25 +167,71 @@ async def store_offsets(
     )
 
 
-async def insert_dead_letters(conn: AsyncConnection, letters: list[DeadLetter]) -> set[int]:
-    """Store the letters that carry a seq; returns the seqs stored now (not already there from a replay)."""
-    with_seq = {dl.seq: dl for dl in letters if dl.seq is not None}
-    if not with_seq:
-        return set()
+async def insert_dead_letters(conn: AsyncConnection, topic: str, epoch: int, letters: list[DeadLetter]) -> int:
+    """Store every letter, with or without a seq, its message's bytes exactly as they came; returns how many
+    rows are new (a message read again, known by its seq or by its place in the log, adds none)."""
+    if not letters:
+        return 0
     result = await conn.execute(
         text("""
-        INSERT INTO dead_letters (seq, event_id, reason, payload)
-        SELECT s, e, r, CAST(pl AS jsonb)
-        FROM unnest(CAST(:s AS bigint[]), CAST(:e AS text[]), CAST(:r AS text[]), CAST(:pl AS text[]))
-             AS t(s, e, r, pl)
-        ON CONFLICT (seq) DO NOTHING
-        RETURNING seq
+        INSERT INTO dead_letters (seq, event_id, code, detail, reason, payload, raw_key, raw_value,
+                                  source_topic, source_epoch, source_partition, source_offset)
+        SELECT s, e, c, d, r, CAST(pl AS jsonb), k, v, :topic, :epoch, p, o
+        FROM unnest(CAST(:s AS bigint[]), CAST(:e AS text[]), CAST(:c AS text[]), CAST(:d AS text[]),
+                    CAST(:r AS text[]), CAST(:pl AS text[]), CAST(:k AS bytea[]), CAST(:v AS bytea[]),
+                    CAST(:p AS integer[]), CAST(:o AS bigint[]))
+             AS t(s, e, c, d, r, pl, k, v, p, o)
+        ON CONFLICT DO NOTHING
         """),
         {
-            "s": list(with_seq),
-            "e": [dl.event_id for dl in with_seq.values()],
-            "r": [dl.reason_text for dl in with_seq.values()],
-            "pl": [dl.payload_json() for dl in with_seq.values()],
+            "topic": topic, "epoch": epoch,
+            "s": [dl.seq for dl in letters],
+            "e": [dl.event_id for dl in letters],
+            "c": [dl.reason.value for dl in letters],
+            "d": [dl.detail for dl in letters],
+            "r": [dl.reason_text for dl in letters],
+            "pl": [dl.payload_json() for dl in letters],
+            "k": [dl.message.key for dl in letters],
+            "v": [dl.message.value for dl in letters],
+            "p": [dl.message.partition for dl in letters],
+            "o": [dl.message.offset for dl in letters],
         },
     )
-    return {int(r[0]) for r in result}
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished:
+    """Dead letters claimed for the topic: their ids, and each as (key, value) for the producer."""
+
+    ids: list[int]
+    records: list[tuple[bytes | None, bytes]]
+
+
+async def claim_unpublished_dead_letters(conn: AsyncConnection, limit: int) -> Unpublished:
+    """The oldest letters not yet on the topic, locked until this transaction ends (a letter another
+    replica's relay holds is skipped), encoded as the topic carries them: the raw key, and the letter as
+    JSON (its `payload` is the message as jsonb could take it; the exact bytes stay in the table)."""
+    rows = (await conn.execute(
+        text("""
+        SELECT id, raw_key, jsonb_build_object(
+                   'reason', code, 'detail', detail, 'seq', seq, 'event_id', coalesce(event_id, ''),
+                   'source', jsonb_build_object('topic', source_topic, 'partition', source_partition,
+                                                'offset', source_offset),
+                   'payload', payload)::text AS letter
+        FROM dead_letters WHERE published_at IS NULL
+        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+        """),
+        {"limit": limit},
+    )).all()
+    return Unpublished([r.id for r in rows], [(r.raw_key, r.letter.encode()) for r in rows])
+
+
+async def mark_dead_letters_published(conn: AsyncConnection, ids: list[int]) -> None:
+    await conn.execute(
+        text("UPDATE dead_letters SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"), {"ids": ids}
+    )
+
+
+async def count_unpublished_dead_letters(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(text("SELECT count(*) FROM dead_letters WHERE published_at IS NULL")) or 0)

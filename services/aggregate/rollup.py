@@ -42,7 +42,9 @@ class Row:
 
 
 @dataclass(slots=True)
-class Outcome:
+class BatchEffect:
+    """What one batch did to the read model: the rows it changed and the events that won or lost."""
+
     changed: set[Key] = field(default_factory=set)
     applied: list[AcceptedEvent] = field(default_factory=list)
     stale: list[AcceptedEvent] = field(default_factory=list)
@@ -106,7 +108,7 @@ def apply_batch(
     rows: dict[Key, Row],
     parent_of: Callable[[str, str], str | None],
     rolls_up: Callable[[str], bool],
-) -> Outcome:
+) -> BatchEffect:
     """Apply `events` to `rows` in place (rows missing from the dict are created).
 
     `parent_of(edition, unit)` names the parent whose row is materialized, or None at the top
@@ -118,9 +120,9 @@ def apply_batch(
     passes its children's net change upward once instead of once per child event (a district of 20
     communes × 8 indicators moves its province 8 times, not 160).
     """
-    outcome = Outcome()
+    effect = BatchEffect()
     latest, superseded = collapse(events)
-    outcome.stale.extend(superseded)
+    effect.stale.extend(superseded)
     levels: dict[int, dict[Key, _Change]] = {}  # depth (number of ancestors) -> rows changed at it
     chains: dict[tuple[str, str], tuple[str, ...]] = {}  # many events of a batch share their ancestors
     rolling: dict[str, bool] = {}
@@ -131,14 +133,14 @@ def apply_batch(
             if row is None:
                 row = rows[key] = Row()
             elif row.rep_seq is not None and ev.seq <= row.rep_seq:
-                outcome.stale.append(ev)  # an older or replayed event: the newer one already won
+                effect.stale.append(ev)  # an older or replayed event: the newer one already won
                 continue
             before = row.effective
             row.reported = pair_or_none(ev.num, ev.den)
             row.rep_seq = ev.seq
             row.accepted_at = ev.accepted_at
-            outcome.applied.append(ev)
-            outcome.changed.add(key)
+            effect.applied.append(ev)
+            effect.changed.add(key)
             rolls = rolling.get(ev.indicator)
             if rolls is None:
                 rolls = rolling[ev.indicator] = rolls_up(ev.indicator)
@@ -152,8 +154,8 @@ def apply_batch(
         for depth in range(max(levels, default=0), 0, -1):  # a level's changes are complete once the
             parents = levels.setdefault(depth - 1, {})      # level below it has climbed
             for key, change in levels.get(depth, {}).items():
-                _climb(key, change, rows, parents, outcome.changed)
-    return outcome
+                _climb(key, change, rows, parents, effect.changed)
+    return effect
 
 
 def _climb(key: Key, change: _Change, rows: dict[Key, Row], parents: dict[Key, _Change], changed: set[Key]) -> None:

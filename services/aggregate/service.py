@@ -1,5 +1,8 @@
 """One batch, one transaction: apply the events, store the dead letters and the offsets, commit.
 
+Every dead letter is a row of `dead_letters` from that same COMMIT, with the message's exact bytes, whether
+or not it carries a seq: the table is the record, and dead_letter_relay.py copies it to the topic.
+
 This is the unit of work of DESIGN §1: a crash anywhere before COMMIT leaves no trace, a crash after it
 leaves offsets that say exactly what was applied, so a redelivery never counts twice. The arithmetic is
 rollup.py's, in memory; the database sees at most seven statements whatever the batch size.
@@ -15,8 +18,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.aggregate import repository as repo
-from services.aggregate.rollup import Key, Outcome, ancestor_units, apply_batch, materialized_parent
-from services.aggregate.validation import DeadLetter, Message
+from services.aggregate.dead_letters import DeadLetter, Message
+from services.aggregate.rollup import BatchEffect, Key, ancestor_units, apply_batch, materialized_parent
 from shared.catalog import Catalog
 from shared.db import transaction
 from shared.events import AcceptedEvent
@@ -24,15 +27,16 @@ from shared.hierarchy import Hierarchy
 
 
 @dataclass(frozen=True, slots=True)
-class Tree:
-    """The hierarchy and catalogue as the roll-up consults them, built once per hierarchy load."""
+class Reference:
+    """What a batch is checked and rolled up against: the hierarchy, the catalogue and the parent relation
+    of materialized rows, built once per hierarchy load."""
 
     hierarchy: Hierarchy
     catalog: Catalog
     parent_of: Callable[[str, str], str | None]
 
     @classmethod
-    def of(cls, hierarchy: Hierarchy, catalog: Catalog) -> Tree:
+    def of(cls, hierarchy: Hierarchy, catalog: Catalog) -> Reference:
         return cls(hierarchy, catalog, materialized_parent(hierarchy))
 
     def rolls_up(self, indicator: str) -> bool:
@@ -40,14 +44,26 @@ class Tree:
         return found.rollup if found is not None else False
 
 
+class CurrentReference:
+    """The Reference of the hierarchy the keeper holds: `rebuild` is its on_load, so the parent relation is
+    derived once per load (and frozen with the hierarchy), never per batch."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.value: Reference | None = None
+
+    def rebuild(self, hierarchy: Hierarchy) -> None:
+        self.value = Reference.of(hierarchy, self._catalog)
+
+
 @dataclass(slots=True)
 class BatchResult:
     epoch: int  # the topic epoch the transaction saw
     epoch_changed: bool = False  # nothing was applied: the log moved under the consumer
-    outcome: Outcome = field(default_factory=Outcome)
+    effect: BatchEffect = field(default_factory=BatchEffect)
     redelivered: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
-    new_dead: list[DeadLetter] = field(default_factory=list)  # to copy to the topic: not seen before
+    new_dead: int = 0  # rows the dead-letter relay has to copy to the topic (a replayed seq adds none)
     next_offsets: dict[int, int] = field(default_factory=dict)
     rows_written: int = 0
     seconds: float = 0.0
@@ -68,7 +84,7 @@ def is_content_error(exc: BaseException) -> bool:
     return isinstance(exc, ArithmeticError)
 
 
-def keys_to_load(events: list[AcceptedEvent], tree: Tree) -> set[Key]:
+def keys_to_load(events: list[AcceptedEvent], reference: Reference) -> set[Key]:
     """Every row the events may touch: their own and, for indicators that roll up, their ancestors'."""
     keys: set[Key] = set()
     chains: dict[tuple[str, str], list[str]] = {}
@@ -77,12 +93,12 @@ def keys_to_load(events: list[AcceptedEvent], tree: Tree) -> set[Key]:
         keys.add(ev.key)
         rolls = rolling.get(ev.indicator)
         if rolls is None:
-            rolls = rolling[ev.indicator] = tree.rolls_up(ev.indicator)
+            rolls = rolling[ev.indicator] = reference.rolls_up(ev.indicator)
         if not rolls:
             continue
         chain = chains.get((ev.edition, ev.unit))
         if chain is None:
-            chain = chains[(ev.edition, ev.unit)] = ancestor_units(ev.edition, ev.unit, tree.parent_of)
+            chain = chains[(ev.edition, ev.unit)] = ancestor_units(ev.edition, ev.unit, reference.parent_of)
         for unit in chain:
             keys.add((ev.edition, unit, ev.indicator, ev.period))
     return keys
@@ -92,7 +108,7 @@ async def apply_messages(
     engine: AsyncEngine,
     messages: list[Message],
     verdicts: list[AcceptedEvent | DeadLetter],
-    tree: Tree,
+    reference: Reference,
     *,
     group: str,
     topic: str,
@@ -104,9 +120,9 @@ async def apply_messages(
     transaction finds another, it writes nothing and says so: the caller must re-read the new log.
     """
     started = time.perf_counter()
-    trees = {v.partition_key.decode() for v in verdicts if isinstance(v, AcceptedEvent)}
+    provinces = {v.partition_key.decode() for v in verdicts if isinstance(v, AcceptedEvent)}
     async with transaction(engine) as conn:
-        await repo.lock_writers(conn, group, topic, {m.partition for m in messages}, trees)
+        await repo.lock_writers(conn, group, topic, {m.partition for m in messages}, provinces)
         current, stored = await repo.read_offsets(conn, group, topic)
         result = BatchResult(epoch=current)
         if epoch is not None and current != epoch:
@@ -128,13 +144,12 @@ async def apply_messages(
             result.next_offsets[message.partition] = message.offset + 1
 
         if events:
-            rows = await repo.load_rows(conn, keys_to_load(events, tree))
-            result.outcome = apply_batch(events, rows, tree.parent_of, tree.rolls_up)
-            result.rows_written = await repo.upsert_rows(conn, rows, result.outcome.changed)
-            await repo.announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.outcome.applied})
+            rows = await repo.load_rows(conn, keys_to_load(events, reference))
+            result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
+            result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
+            await repo.announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})
         if result.dead:
-            stored_now = await repo.insert_dead_letters(conn, result.dead)
-            result.new_dead = [dl for dl in result.dead if dl.seq is None or dl.seq in stored_now]
+            result.new_dead = await repo.insert_dead_letters(conn, topic, current, result.dead)
         await repo.store_offsets(conn, group, topic, current, result.next_offsets)
     result.seconds = time.perf_counter() - started
     return result

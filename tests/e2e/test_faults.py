@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -82,38 +83,38 @@ def _settle(stack: Stack, procs: ServiceProcesses, workload: Workload) -> None:
     _verify(stack)
 
 
-def _stream_in_background(
-    workload: Workload, batches: int, size: int, pace: float = 0.1
-) -> tuple[threading.Thread, list[BaseException]]:
-    """A steady stream (a batch every `pace` seconds) that lasts long enough for the faults to hit it."""
+@contextmanager
+def _streaming(procs: ServiceProcesses, *, seed: int, batches: int, size: int = 100) -> Iterator[Workload]:
+    """A steady stream (a batch every 0.1 s) in the background that lasts long enough for the faults the
+    block injects to hit it; on leaving, the whole stream has been accepted, retries and all."""
+    workload = Workload(procs.ingest, procs.key, _communes(), seed=seed)
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             for _ in range(batches):
                 workload.post(workload.batch(size))
-                time.sleep(pace)
+                time.sleep(0.1)
         except BaseException as exc:  # noqa: BLE001 - reported to the test thread
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return thread, errors
+    yield workload
+    thread.join(timeout=300)
+    assert not errors, errors
 
 
 def test_aggregator_sigkilled_ten_times_mid_stream(fault_stack: Stack) -> None:
     rng = random.Random(1)
     with start_services(fault_stack) as procs:
-        workload = Workload(procs.ingest, procs.key, _communes(), seed=1)
-        thread, errors = _stream_in_background(workload, batches=300, size=100)
-        kills = 0
-        while kills < 10:
-            time.sleep(rng.uniform(0.3, 1.5))
-            procs.kill("aggregate")
-            kills += 1
-            procs.start("aggregate", wait=rng.random() < 0.5)  # sometimes killed again before it is ready
-        thread.join(timeout=300)
-        assert not errors, errors
+        with _streaming(procs, seed=1, batches=300) as workload:
+            kills = 0
+            while kills < 10:
+                time.sleep(rng.uniform(0.3, 1.5))
+                procs.kill("aggregate")
+                kills += 1
+                procs.start("aggregate", wait=rng.random() < 0.5)  # sometimes killed again before it is ready
         procs.wait_ready("aggregate")
         _settle(fault_stack, procs, workload)
         assert kills == 10 and workload.truth.accepted == 30_000
@@ -123,13 +124,10 @@ def test_broker_restart_loses_its_log_mid_stream(fault_stack: Stack) -> None:
     broker = fault_stack.infra.broker
     assert broker is not None
     with start_services(fault_stack) as procs:
-        workload = Workload(procs.ingest, procs.key, _communes(), seed=2)
-        thread, errors = _stream_in_background(workload, batches=100, size=100)
-        for _ in range(2):
-            time.sleep(2.0)
-            broker.restart(timeout=0.5)  # memory storage: every topic, message and offset is gone
-        thread.join(timeout=300)
-        assert not errors, errors
+        with _streaming(procs, seed=2, batches=100) as workload:
+            for _ in range(2):
+                time.sleep(2.0)
+                broker.restart(timeout=0.5)  # memory storage: every topic, message and offset is gone
         _settle(fault_stack, procs, workload)
 
 
@@ -137,16 +135,13 @@ def test_postgres_restart_mid_stream(fault_stack: Stack) -> None:
     pg = fault_stack.infra.pg
     assert pg is not None
     with start_services(fault_stack) as procs:
-        workload = Workload(procs.ingest, procs.key, _communes(), seed=3)
-        thread, errors = _stream_in_background(workload, batches=100, size=100)
-        time.sleep(1.5)
-        pg.kill()  # SIGKILL the postmaster: crash recovery on the next start, like a node failure
-        time.sleep(1.0)
-        pg.start()
-        time.sleep(1.5)
-        pg.restart()  # and a clean restart
-        thread.join(timeout=300)
-        assert not errors, errors
+        with _streaming(procs, seed=3, batches=100) as workload:
+            time.sleep(1.5)
+            pg.kill()  # SIGKILL the postmaster: crash recovery on the next start, like a node failure
+            time.sleep(1.0)
+            pg.start()
+            time.sleep(1.5)
+            pg.restart()  # and a clean restart
         assert workload.retries > 0  # the outage was seen by the client, and survived
         _settle(fault_stack, procs, workload)
 

@@ -10,148 +10,28 @@ Figures (legacy edition, Long An 80, district Bến Lức 803 and its communes; 
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
 
-import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.aggregate.app import create_app
-from shared.catalog import load_catalog
-from shared.db import make_engine, plain_url
-from shared.events import AcceptedEvent
 from shared.hierarchy import Hierarchy
-from shared.kafka import bounded, ensure_topics, make_producer
-from shared.settings import AggregateSettings
-from shared.verify import verify
-from tests.conftest import Stack
-
-ACCEPTED_AT = datetime(2024, 8, 1, 3, 0, tzinfo=UTC)
-
-
-def event(
-    seq: int, unit: str, num: int | None, den: int | None = None, *, indicator: str = "cccd_issued",
-    period: str = "2024-07", edition: str = "legacy", province: str = "80",
-) -> AcceptedEvent:
-    return AcceptedEvent(
-        seq=seq, event_id=f"ev-{seq}", edition=edition, unit=unit, province=province, indicator=indicator,
-        period=period, num=None if num is None else Decimal(num), den=None if den is None else Decimal(den),
-        accepted_at=ACCEPTED_AT,
-    )
-
-
-Outgoing = AcceptedEvent | tuple[bytes, bytes]  # an event, or (key, raw value) for poison
-
-
-async def produce(stack: Stack, items: list[Outgoing]) -> dict[int, int]:
-    """Send in order; returns partition -> next offset (what consumer_offsets must reach)."""
-    await ensure_topics(stack.kafka_bootstrap, [stack.events_topic, stack.dead_letter_topic], stack.partitions)
-    producer = make_producer(stack.kafka_bootstrap)
-    await bounded(producer.start())
-    ends: dict[int, int] = {}
-    try:
-        for item in items:
-            key, value = (item.partition_key, item.to_bytes()) if isinstance(item, AcceptedEvent) else item
-            meta = await bounded(producer.send_and_wait(stack.events_topic, value, key=key))
-            ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
-    finally:
-        await bounded(producer.stop())
-    return ends
-
-
-async def record_in_outbox(stack: Stack, events: list[AcceptedEvent]) -> None:
-    """What ingest would have written, so that verify() can check every reported value against it."""
-    conn = await asyncpg.connect(plain_url(stack.database_url))
-    try:
-        await conn.executemany(
-            """INSERT INTO outbox (seq, event_id, content_hash, edition, unit, province, indicator, period,
-                                   num, den, accepted_at, published_at)
-               OVERRIDING SYSTEM VALUE VALUES ($1, $2, 'h', $3, $4, $5, $6, $7, $8, $9, $10, $10)""",
-            [(e.seq, e.event_id, e.edition, e.unit, e.province, e.indicator, e.period, e.num, e.den,
-              e.accepted_at) for e in events],
-        )
-    finally:
-        await conn.close()
-
-
-async def query(stack: Stack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(plain_url(stack.database_url))
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
-
-
-async def offsets(stack: Stack, group: str) -> dict[int, tuple[int, int]]:
-    rows = await query(
-        stack, "SELECT partition, next_offset, epoch FROM consumer_offsets WHERE consumer_group=$1 AND topic=$2",
-        group, stack.events_topic,
-    )
-    return {r["partition"]: (r["next_offset"], r["epoch"]) for r in rows}
-
-
-async def caught_up(stack: Stack, group: str, ends: dict[int, int]) -> None:
-    async def check() -> bool:
-        stored = await offsets(stack, group)
-        return all(stored.get(p, (0, 0))[0] >= end for p, end in ends.items())
-
-    await eventually(check)
-
-
-async def row(stack: Stack, unit: str, indicator: str = "cccd_issued", period: str = "2024-07",
-              edition: str = "legacy") -> asyncpg.Record | None:
-    rows = await query(
-        stack, "SELECT * FROM rollups WHERE edition=$1 AND unit=$2 AND indicator=$3 AND period=$4",
-        edition, unit, indicator, period,
-    )
-    return rows[0] if rows else None
-
-
-@asynccontextmanager
-async def running(stack: Stack, group: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stack.settings(AggregateSettings, consumer_group=group))
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        yield client
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
-async def dead_letter_topic(stack: Stack, expected: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest")
-    await bounded(consumer.start())
-    try:
-        partitions = [TopicPartition(stack.dead_letter_topic, p) for p in range(stack.partitions)]
-        consumer.assign(partitions)
-        await bounded(consumer.seek_to_beginning(*partitions))
-        got: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 20
-        while len(got) < expected and time.monotonic() < deadline:
-            batch = await bounded(consumer.getmany(timeout_ms=500))
-            got += [orjson.loads(r.value) for records in batch.values() for r in records]
-        return got
-    finally:
-        await bounded(consumer.stop())
+from tests.fixtures.aggregator import (
+    ACCEPTED_AT,
+    aggregating,
+    all_copied,
+    caught_up,
+    dead_letter_records,
+    event,
+    merge,
+    metric,
+    no_differences,
+    produce,
+    record_in_outbox,
+    row,
+)
+from tests.fixtures.infra import Stack
+from tests.fixtures.waiting import eventually
 
 
 def snapshot_sql() -> str:
@@ -179,13 +59,13 @@ async def test_events_roll_up_and_redelivery_changes_nothing(stack: Stack, hiera
               event(22, commune_804, 300)]
     await record_in_outbox(stack, first + second)
 
-    async with running(stack, group) as client:
+    async with aggregating(stack, group) as client:
         assert (await client.get("/healthz")).status_code == 200
         ends = await produce(stack, [*first[:10], first[10], first[11], poison_raw, first[12]])
         await caught_up(stack, group, ends)
         ends = merge(ends, await produce(stack, second))
         await caught_up(stack, group, ends)
-        await eventually(lambda: _ready(client))
+        await eventually(lambda: _ready(client), what="the aggregator to be ready")
         metrics = (await client.get("/metrics")).text
 
     c1, c3, district, province = [await row(stack, u) for u in ("27991", "27997", "803", "80")]
@@ -206,12 +86,14 @@ async def test_events_roll_up_and_redelivery_changes_nothing(stack: Stack, hiera
     assert await row(stack, "VN") is None  # the nation is summed at read time
     assert c1["accepted_at"] == ACCEPTED_AT
 
-    dead = {r["seq"]: r["reason"] for r in await query(stack, "SELECT seq, reason FROM dead_letters")}
-    assert set(dead) == {11, 12, 14}
+    dead = {r["seq"]: r["reason"] for r in await stack.fetch("SELECT seq, reason FROM dead_letters")}
+    assert set(dead) == {11, 12, 14, None}  # the poison has no seq, and a row all the same
+    assert dead[None].startswith("malformed: ")
     assert dead[11].startswith("unknown_unit: ")
     assert dead[12].startswith("retired_indicator: ")
     assert dead[14].startswith("unknown_indicator: ")
-    on_topic = await dead_letter_topic(stack, 4)
+    await eventually(lambda: all_copied(stack), what="every dead letter copied to the topic")
+    on_topic = [orjson.loads(value) for _, value in await dead_letter_records(stack)]
     assert sorted(d["reason"] for d in on_topic) == sorted(
         ["unknown_unit", "retired_indicator", "malformed", "unknown_indicator"]
     )
@@ -227,7 +109,7 @@ async def test_events_roll_up_and_redelivery_changes_nothing(stack: Stack, hiera
     # Restart with the stored offsets: only the new event applies. A fetch that races the seek to the stored
     # offsets may bring back records below them; they are skipped by offset (counted `redelivered`), never
     # applied, so they can show neither as applied nor as stale.
-    async with running(stack, group) as client:
+    async with aggregating(stack, group) as client:
         ends = merge(ends, await produce(stack, [event(30, "27994", 2100)]))
         await record_in_outbox(stack, [event(30, "27994", 2100)])
         await caught_up(stack, group, ends)
@@ -237,29 +119,15 @@ async def test_events_roll_up_and_redelivery_changes_nothing(stack: Stack, hiera
     assert (await row(stack, "803"))["comp_num"] == 3300
 
     # Forget the offsets: everything is redelivered from offset 0 and nothing changes.
-    before = await query(stack, snapshot_sql())
-    await query(stack, "DELETE FROM consumer_offsets WHERE consumer_group = $1", group)
-    async with running(stack, group) as client:
+    before = await stack.fetch(snapshot_sql())
+    await stack.execute("DELETE FROM consumer_offsets WHERE consumer_group = $1", group)
+    async with aggregating(stack, group) as client:
         await caught_up(stack, group, ends)
-        await eventually(lambda: _stale_count(client, 15))  # every valid event, all 15 of them
-    assert await query(stack, snapshot_sql()) == before
-    assert len(await query(stack, "SELECT 1 FROM dead_letters")) == 3
+        await eventually(lambda: _stale_count(client, 15), what="every valid event, all 15, counted stale")
+    assert await stack.fetch(snapshot_sql()) == before
+    assert len(await stack.fetch("SELECT 1 FROM dead_letters")) == 4  # read twice, each stored once
 
     await no_differences(stack, hierarchy)
-
-
-async def no_differences(stack: Stack, hierarchy: Hierarchy) -> None:
-    """`d06 rollups verify`'s check: every rollup equals its recomputation from the facts."""
-    engine = make_engine(stack.database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            assert await verify(conn, hierarchy, load_catalog()) == []
-    finally:
-        await engine.dispose()
-
-
-def merge(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
-    return {p: max(a.get(p, 0), b.get(p, 0)) for p in a.keys() | b.keys()}
 
 
 async def _ready(client: httpx.AsyncClient) -> bool:

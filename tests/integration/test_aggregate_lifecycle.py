@@ -21,22 +21,21 @@ from shared.hierarchy import Hierarchy
 from shared.kafka import bounded, ensure_topics, make_producer
 from shared.settings import AggregateSettings
 from shared.verify import verify
-from tests.conftest import RUN_DIR, TEMPLATE, Stack
-from tests.integration.test_aggregate import (
+from tests.fixtures.aggregator import (
     ACCEPTED_AT,
+    aggregating,
     caught_up,
     event,
-    eventually,
     merge,
     metric,
     no_differences,
     offsets,
     produce,
-    query,
     record_in_outbox,
     row,
-    running,
 )
+from tests.fixtures.infra import RUN_DIR, TEMPLATE, Stack
+from tests.fixtures.waiting import eventually
 
 
 async def test_starts_before_its_database_exists_and_becomes_ready(stack: Stack) -> None:
@@ -56,7 +55,7 @@ async def test_starts_before_its_database_exists_and_becomes_ready(stack: Stack)
             async def ready() -> bool:
                 return (await client.get("/readyz")).status_code == 200
 
-            await eventually(ready)
+            await eventually(ready, what="the aggregator to be ready")
             late_stack = Stack(stack.infra, late, stack.kafka_bootstrap, stack.events_topic, stack.dead_letter_topic)
             await caught_up(late_stack, f"g-{name}", await produce(late_stack, [event(1, "27991", 42)]))
             assert (await row(late_stack, "803"))["comp_num"] == 42
@@ -86,21 +85,21 @@ async def test_a_new_topic_epoch_rereads_the_log_from_the_beginning(stack: Stack
     before = [event(1, "27991", 10), event(2, "27994", 20), event(3, "28036", 5)]
     after = event(4, "27997", 1)
     await record_in_outbox(stack, [*before, after])
-    async with running(stack, group) as client:
+    async with aggregating(stack, group) as client:
         ends = await produce(stack, before)
         await caught_up(stack, group, ends)
         assert {epoch for _, epoch in (await offsets(stack, group)).values()} == {0}
 
         # What the relay does when it finds the broker lost its log (here the log is intact: the
         # consumer must still start over, and re-reading it must change nothing).
-        await query(stack, "INSERT INTO topic_epochs (topic, epoch) VALUES ($1, 1)", stack.events_topic)
+        await stack.execute("INSERT INTO topic_epochs (topic, epoch) VALUES ($1, 1)", stack.events_topic)
         ends = merge(ends, await produce(stack, [after]))
 
         async def moved() -> bool:
             stored = await offsets(stack, group)
             return all(stored.get(p) == (n, 1) for p, n in ends.items())
 
-        await eventually(moved)
+        await eventually(moved, what="the offsets to move")
         text = (await client.get("/metrics")).text
     assert metric(text, "d06_aggregate_epoch_changes_total") == 1
     assert metric(text, "d06_aggregate_log_epoch") == 1
@@ -139,13 +138,13 @@ async def test_sigterm_commits_the_batch_in_hand_and_exits_zero(stack: Stack, hi
                 except httpx.TransportError:
                     return False
 
-            await eventually(ready)
+            await eventually(ready, what="the aggregator to be ready")
             ends = await _produce_fast(stack, events)
 
             async def some_applied() -> bool:
                 return bool(await offsets(stack, group))
 
-            await eventually(some_applied)
+            await eventually(some_applied, what="some events applied")
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 40) == 0
     finally:
@@ -153,7 +152,7 @@ async def test_sigterm_commits_the_batch_in_hand_and_exits_zero(stack: Stack, hi
             proc.kill()
     # Whatever was committed is consistent (no half batch), and a restart finishes the rest exactly once.
     await no_differences_partial(stack, hierarchy)
-    async with running(stack, group):
+    async with aggregating(stack, group):
         await caught_up(stack, group, ends)
     await no_differences(stack, hierarchy)
     province = await row(stack, communes[0].province_code or "", "dossiers_received", "2024-12")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from dataclasses import fields
 from decimal import Decimal
@@ -11,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.ingest.app import create_app
@@ -23,6 +22,7 @@ from shared.settings import IngestSettings
 from tests.fixtures.apps import auth, running
 from tests.fixtures.events import coverage, stock
 from tests.fixtures.infra import RUN_DIR, Stack
+from tests.fixtures.topics import partitions_of, read_topic
 from tests.fixtures.waiting import eventually
 
 PROVINCE_UNITS = ["803", "936", "00004", "001", "80", "93"]  # legacy: Long An, Hậu Giang, Hà Nội
@@ -31,33 +31,6 @@ PROVINCE_UNITS = ["803", "936", "00004", "001", "80", "93"]  # legacy: Long An, 
 def batch(prefix: str, n: int, units: list[str] = PROVINCE_UNITS) -> list[dict[str, Any]]:
     return [stock(unit=units[i % len(units)], value=1000 + i, event_id=f"{prefix}-{i}",
                   period=f"2024-{i // len(units) + 1:02d}") for i in range(n)]
-
-
-async def consume(bootstrap: str, topic: str, *, expect: int, within: float = 20.0) -> list[tuple[int, Any]]:
-    """Every record of the topic from its start: (partition, record), until `expect` are read."""
-    partitions = await partitions_of(bootstrap, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-        await consumer.seek_to_beginning()
-        records: list[tuple[int, Any]] = []
-        deadline = time.monotonic() + within
-        while len(records) < expect and time.monotonic() < deadline:
-            for tp, batch_ in (await consumer.getmany(timeout_ms=500)).items():
-                records.extend((tp.partition, r) for r in batch_)
-        return records
-    finally:
-        await consumer.stop()
-
-
-async def partitions_of(bootstrap: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return len((await admin.describe_topics([topic]))[0]["partitions"])
-    finally:
-        await admin.close()
 
 
 async def all_published(stack: Stack) -> bool:
@@ -93,7 +66,7 @@ async def test_the_relay_publishes_every_accepted_event(stack: Stack) -> None:
         assert status["status"] == "published" and status["published_at"] is not None
         assert "d06_ingest_relay_published_events_total 30.0" in (await client.get("/metrics")).text
 
-    records = await consume(stack.kafka_bootstrap, stack.events_topic, expect=30)
+    records = await read_topic(stack.kafka_bootstrap, stack.events_topic, expect=30)
     events = [(p, r.key, AcceptedEvent.from_bytes(r.value)) for p, r in records]
     assert sorted(e.event_id for _, _, e in events) == sorted(f"p-{i}" for i in range(30))
     stored = {r["seq"]: r for r in await stack.fetch("SELECT * FROM outbox")}
@@ -129,7 +102,7 @@ async def test_the_relay_sends_the_bytes_of_the_wire_schema(stack: Stack) -> Non
             b'"12.5"', b"12.5").replace(b'"0.000001"', b"0.000001"), headers=auth(key))
         assert posted.status_code == 202, posted.text
         await eventually(lambda: all_published(stack), what="the relay to publish the batch")
-    records = await consume(stack.kafka_bootstrap, stack.events_topic, expect=len(events))
+    records = await read_topic(stack.kafka_bootstrap, stack.events_topic, expect=len(events))
     columns = ", ".join(f.name for f in fields(AcceptedEvent))
     stored = {r["seq"]: AcceptedEvent(*r) for r in await stack.fetch(f"SELECT {columns} FROM outbox")}
     assert len(records) == len(events)
@@ -161,7 +134,7 @@ async def test_kafka_down_events_wait_in_the_outbox_then_go(stack: Stack) -> Non
         broker.start()  # Kafka comes back: the waiting events go out without any client resending
         try:
             await eventually(lambda: all_published(stack), what="publication once Kafka is back", within=40)
-            assert len(await consume(broker.bootstrap, stack.events_topic, expect=5)) == 5
+            assert len(await read_topic(broker.bootstrap, stack.events_topic, expect=5)) == 5
             assert (await client.get("/readyz")).status_code == 200
         finally:
             broker.stop()
@@ -200,7 +173,7 @@ async def test_a_lost_topic_is_recreated_and_unapplied_events_republished(
         await eventually(lambda: all_published(stack), what="the republication")
         assert 'd06_ingest_relay_log_losses_total 1.0' in (await client.get("/metrics")).text
 
-    records = await consume(own_broker.bootstrap, settings.events_topic, expect=10)
+    records = await read_topic(own_broker.bootstrap, settings.events_topic, expect=10)
     republished = sorted(AcceptedEvent.from_bytes(r.value).event_id for _, r in records)
     assert republished == sorted(f"g-{i}" for i in range(2, 12))  # not the applied one, not the dead letter
     assert await partitions_of(own_broker.bootstrap, settings.events_topic) == 2
@@ -233,7 +206,7 @@ async def test_an_offset_going_back_reveals_a_lost_log(stack: Stack, own_broker:
 
         await eventually(recovered, what="the relay to notice the loss")
 
-    records = await consume(own_broker.bootstrap, settings.events_topic, expect=4 + 9 + 1)
+    records = await read_topic(own_broker.bootstrap, settings.events_topic, expect=4 + 9 + 1)
     ids = [AcceptedEvent.from_bytes(r.value).event_id for _, r in records if r.value != b"noise"]
     assert set(ids) == {f"o-{i}" for i in range(8)} | {"o-new"}
 
@@ -255,12 +228,12 @@ async def test_shutdown_finishes_the_batch_in_hand_and_loses_nothing(stack: Stac
         # leave now, with the relay in the middle of the next batches
 
     marked = {r["seq"] for r in await stack.fetch("SELECT seq FROM outbox WHERE published_at IS NOT NULL")}
-    on_topic = await consume(stack.kafka_bootstrap, stack.events_topic, expect=len(marked), within=5)
+    on_topic = await read_topic(stack.kafka_bootstrap, stack.events_topic, expect=len(marked), within=5)
     assert marked <= {AcceptedEvent.from_bytes(r.value).seq for _, r in on_topic}
 
     async with running(create_app(settings)):  # the next life publishes the rest
         await eventually(lambda: all_published(stack), what="the rest to be published")
-    on_topic = await consume(stack.kafka_bootstrap, stack.events_topic, expect=2000)
+    on_topic = await read_topic(stack.kafka_bootstrap, stack.events_topic, expect=2000)
     assert {AcceptedEvent.from_bytes(r.value).event_id for _, r in on_topic} == {e["event_id"] for e in events}
 
 

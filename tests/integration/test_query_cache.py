@@ -17,19 +17,13 @@ import pytest
 
 from shared.db import plain_url
 from shared.events import KEYS_CHANGED, ROLLUPS_CHANGED
-from tests.conftest import Stack
-from tests.integration.test_query import insert, serve
+from tests.fixtures.apps import serve
+from tests.fixtures.infra import Stack
+from tests.fixtures.rollups import insert
+from tests.fixtures.waiting import eventually
 
 LONG_AN = "/v1/units/80/values?period=2024-06&indicator=cccd_issued&edition=legacy"
 NATION = "/v1/units/VN/values?period=2024-06&indicator=cccd_issued&edition=legacy"
-
-
-async def sql(stack: Stack, statement: str, *args: Any) -> None:
-    conn = await asyncpg.connect(plain_url(stack.database_url))
-    try:
-        await conn.execute(statement, *args)
-    finally:
-        await conn.close()
 
 
 async def value(client: httpx.AsyncClient, url: str) -> Any:
@@ -38,12 +32,11 @@ async def value(client: httpx.AsyncClient, url: str) -> Any:
     return response.json()["values"][0]["value"]
 
 
-async def eventually(client: httpx.AsyncClient, url: str, expected: Any) -> None:
-    for _ in range(100):
-        if await value(client, url) == expected:
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"{url} never showed {expected}")
+async def shows(client: httpx.AsyncClient, url: str, expected: Any) -> None:
+    async def check() -> bool:
+        return bool(await value(client, url) == expected)
+
+    await eventually(check, what=f"{url} to show {expected}")
 
 
 @pytest.fixture
@@ -65,20 +58,20 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_an_answer_is_kept_until_its_province_is_announced(stack: Stack, api: httpx.AsyncClient) -> None:
     assert await value(api, LONG_AN) == 500_000
-    await sql(stack, "UPDATE rollups SET comp_num = 600000 WHERE unit = '80'")
+    await stack.execute("UPDATE rollups SET comp_num = 600000 WHERE unit = '80'")
     assert await value(api, LONG_AN) == 500_000  # nothing announced: the kept answer
-    await sql(stack, "SELECT pg_notify($1, 'legacy/01')", ROLLUPS_CHANGED)
+    await stack.execute("SELECT pg_notify($1, 'legacy/01')", ROLLUPS_CHANGED)
     await asyncio.sleep(0.2)
     assert await value(api, LONG_AN) == 500_000  # another province's change leaves it alone
-    await sql(stack, "SELECT pg_notify($1, 'legacy/01,legacy/80')", ROLLUPS_CHANGED)
-    await eventually(api, LONG_AN, 600_000)
+    await stack.execute("SELECT pg_notify($1, 'legacy/01,legacy/80')", ROLLUPS_CHANGED)
+    await shows(api, LONG_AN, 600_000)
 
 
 async def test_the_nation_is_stale_when_any_province_is(stack: Stack, api: httpx.AsyncClient) -> None:
     assert await value(api, NATION) == 1_200_000
-    await sql(stack, "UPDATE rollups SET comp_num = 800000 WHERE unit = '01'")
-    await sql(stack, "SELECT pg_notify($1, 'legacy/01')", ROLLUPS_CHANGED)
-    await eventually(api, NATION, 1_300_000)
+    await stack.execute("UPDATE rollups SET comp_num = 800000 WHERE unit = '01'")
+    await stack.execute("SELECT pg_notify($1, 'legacy/01')", ROLLUPS_CHANGED)
+    await shows(api, NATION, 1_300_000)
 
 
 async def refused_soon(client: httpx.AsyncClient, url: str, status: int) -> None:
@@ -94,7 +87,7 @@ async def test_a_kept_answer_needs_a_key_that_still_works(stack: Stack, api: htt
     assert (await api.get(LONG_AN)).status_code == 200
     etag = (await api.get(LONG_AN)).headers["ETag"]
     assert (await api.get(LONG_AN, headers={"If-None-Match": etag})).status_code == 304
-    await sql(stack, "UPDATE api_keys SET revoked_at = now()")  # an operator's SQL: the trigger announces it
+    await stack.execute("UPDATE api_keys SET revoked_at = now()")  # an operator's SQL: the trigger announces it
     await refused_soon(api, LONG_AN, 401)  # though both the answer and the key were in memory
     assert (await api.get(LONG_AN, headers={"Authorization": "Bearer nope"})).status_code == 401
     assert (await api.get(LONG_AN, headers={"Authorization": api.headers["Authorization"] + "x"})).status_code == 401
@@ -102,9 +95,9 @@ async def test_a_kept_answer_needs_a_key_that_still_works(stack: Stack, api: htt
 
 async def test_a_kept_key_loses_a_role_or_its_scope_as_soon_as_it_changes(stack: Stack, api: httpx.AsyncClient) -> None:
     assert (await api.get(LONG_AN)).status_code == 200
-    await sql(stack, "UPDATE api_keys SET scope_edition = 'legacy', scope_code = '01'")
+    await stack.execute("UPDATE api_keys SET scope_edition = 'legacy', scope_code = '01'")
     await refused_soon(api, LONG_AN, 404)  # Long An is outside Hà Nội: as if it did not exist
-    await sql(stack, "UPDATE api_keys SET roles = '{submit}'")
+    await stack.execute("UPDATE api_keys SET roles = '{submit}'")
     await refused_soon(api, LONG_AN, 403)
 
 
@@ -114,12 +107,12 @@ async def test_api_keys_announce_the_changes_that_decide_access_and_only_those(s
     await listener.add_listener(KEYS_CHANGED, lambda *args: heard.append(args[3]))
     try:
         await stack.create_key(roles=("read",))
-        await sql(stack, "UPDATE api_keys SET last_used_at = now()")  # ingest's bookkeeping: nothing to forget
-        await sql(stack, "SELECT pg_sleep(0.1)")
+        await stack.execute("UPDATE api_keys SET last_used_at = now()")  # ingest's bookkeeping: nothing to forget
+        await stack.execute("SELECT pg_sleep(0.1)")
         assert heard == []
         for change in ("UPDATE api_keys SET roles = '{read,submit}'", "UPDATE api_keys SET expires_at = now()",
                        "UPDATE api_keys SET revoked_at = now()", "DELETE FROM api_keys"):
-            await sql(stack, change)
+            await stack.execute(change)
         for _ in range(100):
             if len(heard) == 4:
                 break
@@ -134,8 +127,8 @@ async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> No
     from datetime import UTC, datetime
     from decimal import Decimal
 
-    from services.aggregate.service import Tree, apply_messages
-    from services.aggregate.validation import Message
+    from services.aggregate.dead_letters import Message
+    from services.aggregate.service import Reference, apply_messages
     from shared.catalog import load_catalog
     from shared.db import make_engine
     from shared.events import AcceptedEvent
@@ -147,12 +140,12 @@ async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> No
     engine = make_engine(stack.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            tree = Tree.of(await fetch_hierarchy(conn), load_catalog())
+            reference = Reference.of(await fetch_hierarchy(conn), load_catalog())
         events = [AcceptedEvent(seq, f"e{seq}", "legacy", unit, province, "cccd_issued", "2024-06",
                                 Decimal(10), None, datetime.now(UTC))
                   for seq, unit, province in ((1, "27991", "80"), (2, "00004", "01"))]
         messages = [Message(0, n, e.partition_key, e.to_bytes()) for n, e in enumerate(events)]
-        await apply_messages(engine, messages, list(events), tree, group="g", topic="t", epoch=None)
+        await apply_messages(engine, messages, list(events), reference, group="g", topic="t", epoch=None)
         for _ in range(100):
             if heard:
                 break
@@ -172,7 +165,7 @@ async def test_a_known_key_is_not_read_again_until_it_changes(stack: Stack, api:
         assert (await api.get(LONG_AN)).status_code == 200
     seen = lookups((await api.get("/metrics")).text)
     assert seen["hit"] >= 2 and seen["miss"] == 1  # read once, then known
-    await sql(stack, "UPDATE api_keys SET roles = '{read,submit}'")  # still a reader, but a change
+    await stack.execute("UPDATE api_keys SET roles = '{read,submit}'")  # still a reader, but a change
     for _ in range(100):  # the announcement arrives a moment after the commit
         assert (await api.get(LONG_AN)).status_code == 200
         if lookups((await api.get("/metrics")).text)["miss"] > 1:

@@ -23,11 +23,11 @@ import httpx
 import pytest
 
 from shared.events import AcceptedEvent
+from tests.fixtures.aggregator import aggregating, caught_up, event, produce
 from tests.fixtures.apps import serve
 from tests.fixtures.infra import Stack
 from tests.fixtures.scope import statuses, unit_routes
 from tests.fixtures.waiting import eventually
-from tests.integration.test_aggregate import caught_up, event, produce, running
 
 GROUP = "reexpress"
 
@@ -120,7 +120,7 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     events.append(event(len(events) + 1, "80", 3, indicator="directives_issued", period="2024-07"))  # own-level
     for (unit, indicator, period), num in NATIVE_2025.items():
         events.append(event(len(events) + 1, unit, num, indicator=indicator, period=period, edition="2025"))
-    async with running(stack, GROUP):
+    async with aggregating(stack, GROUP):
         await caught_up(stack, GROUP, await produce(stack, list(events)))
         key = await stack.create_key(scope="80", edition="2025", roles=("read",))
         async with serve(stack) as client:
@@ -246,7 +246,7 @@ async def test_lineage_both_ways(api: httpx.AsyncClient) -> None:
 
 async def test_a_legacy_correction_and_new_weights_reach_the_2025_answers(stack: Stack) -> None:
     first = [event(1, T, 2000, period="2024-01", province="72"), event(2, D, 600, period="2024-01")]
-    async with running(stack, GROUP):
+    async with aggregating(stack, GROUP):
         await caught_up(stack, GROUP, await produce(stack, first))
         key = await stack.create_key(scope="80", edition="2025", roles=("read",))
         async with serve(stack) as client:

@@ -124,7 +124,7 @@ def _granted() -> list[str]:
     from importlib import import_module
 
     migration = import_module("shared.migrations.versions.2026_11_22_0002_service_roles")
-    crosswalk = import_module("shared.migrations.versions.2026_11_23_0005_crosswalk")
+    crosswalk = import_module("shared.migrations.versions.2026_12_02_0005_crosswalk")
     return [privileges for tables in migration.GRANTS.values() for privileges in tables.values()] + list(
         crosswalk.GRANTS.values()
     )

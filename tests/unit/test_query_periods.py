@@ -19,27 +19,10 @@ from services.query.periods import (
     series_periods,
     shown_value,
 )
-from shared.catalog import Indicator, Measure
+from shared.catalog import Indicator
 from shared.periods import PeriodError, PeriodType, parse_period
 from shared.values import Pair
-
-
-def indicator(
-    measure: Measure, components: str | None = None, period_type: PeriodType = PeriodType.MONTH
-) -> Indicator:
-    return Indicator.model_validate({
-        "code": f"test_{measure}_{components or 'x'}", "name_vi": "thử", "name_en": "test",
-        "group": "governance", "unit": "items", "measure": measure, "components": components,
-        "period_type": period_type,
-    })
-
-
-FLOW = indicator(Measure.FLOW)
-STOCK = indicator(Measure.STOCK)
-RATIO_OF_FLOWS = indicator(Measure.RATIO, "flow")
-RATIO_OF_STOCKS = indicator(Measure.RATIO, "stock")
-BOOLEAN = indicator(Measure.BOOLEAN)
-HALF_YEARLY = indicator(Measure.FLOW, period_type=PeriodType.HALF)
+from tests.fixtures.indicators import BOOLEAN, FLOW, HALF_YEARLY, RATIO_OF_FLOWS, RATIO_OF_STOCKS, STOCK
 
 
 def P(num: int | str, den: int | str | None = None) -> Pair:  # noqa: N802 - reads like the maths

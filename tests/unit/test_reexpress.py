@@ -15,9 +15,8 @@ from shared.catalog import Measure
 from shared.hierarchy import Unit
 from shared.periods import parse_period
 from shared.values import Pair
-from tests.unit.test_query_periods import FLOW, RATIO_OF_FLOWS, RATIO_OF_STOCKS, STOCK, indicator
+from tests.fixtures.indicators import BOOLEAN, FLOW, RATIO_OF_FLOWS, RATIO_OF_STOCKS, STOCK, indicator
 
-BOOLEAN = indicator(Measure.BOOLEAN)
 D = Decimal
 
 

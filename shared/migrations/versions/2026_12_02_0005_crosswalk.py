@@ -17,14 +17,14 @@ changing transaction, so that the query service can forget the answers that rest
 it was changed: `d06 hierarchy load`, `d06 crosswalk weights` or an operator's SQL.
 
 Revision ID: 0005
-Revises: 0003
-Create Date: 2026-11-23
+Revises: 0004
+Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

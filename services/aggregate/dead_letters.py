@@ -1,4 +1,4 @@
-"""Telling poison from events, pure: what a Kafka message holds and whether it may touch the read model.
+"""Dead letters, pure: telling poison from events, why each was set aside, and what the table keeps of it.
 
 Ingest validated every event against the catalogue and the hierarchy when it accepted it, so what fails
 here is a message nobody should have produced, or one the world moved under (a unit removed, an
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
 
-from services.aggregate.metrics import Reason
 from shared.catalog import Catalog
 from shared.events import AcceptedEvent
 from shared.hierarchy import NATION, Hierarchy
@@ -28,10 +28,24 @@ MAX_EXPONENT = 30
 MIN_EXPONENT = -20
 
 
+class Reason(StrEnum):
+    """Why a message was dead-lettered: the `code` column of `dead_letters` and the metric's `reason` label."""
+
+    MALFORMED = "malformed"
+    UNKNOWN_EDITION = "unknown_edition"
+    UNKNOWN_UNIT = "unknown_unit"
+    UNKNOWN_INDICATOR = "unknown_indicator"
+    RETIRED_INDICATOR = "retired_indicator"
+    BAD_PERIOD = "bad_period"
+    BAD_VALUE = "bad_value"
+    APPLY_FAILED = "apply_failed"  # its content made the batch transaction fail, alone, in isolation
+
+
 class Message(NamedTuple):
     """The part of a Kafka record the aggregator uses (aiokafka's record type is untyped).
 
-    A NamedTuple: one is built per message, 20,000 per batch, and a frozen dataclass costs 5x more.
+    A NamedTuple: one is built per message, thousands per batch, and a frozen dataclass costs several
+    times more to build (docs/performance.md, "Figures moved out of comments").
     """
 
     partition: int
@@ -45,8 +59,8 @@ class DeadLetter:
     message: Message
     reason: Reason
     detail: str
-    seq: int | None  # None when the message is too broken to carry one: kept on the topic only
-    event_id: str
+    seq: int | None  # None when the message is too broken to carry one: the row is all there is of it
+    event_id: str | None  # None when the message carried no readable one
 
     @property
     def reason_text(self) -> str:
@@ -60,18 +74,6 @@ class DeadLetter:
             return orjson.dumps(_scrub(parsed)).decode()
         raw = (self.message.value or b"").decode("utf-8", "replace").replace("\x00", "\ufffd")
         return orjson.dumps({"raw": raw}).decode()
-
-    def topic_value(self, topic: str) -> bytes:
-        return orjson.dumps(
-            {
-                "reason": self.reason.value,
-                "detail": self.detail,
-                "seq": self.seq,
-                "event_id": self.event_id,
-                "source": {"topic": topic, "partition": self.message.partition, "offset": self.message.offset},
-                "payload": orjson.loads(self.payload_json()),
-            }
-        )
 
 
 def _json_object(raw: bytes | None) -> dict[str, Any] | None:
@@ -101,7 +103,7 @@ def _clean(text: str) -> str:
 def dead_letter(message: Message, reason: Reason, detail: str) -> DeadLetter:
     """A dead letter carrying whatever seq and event_id can still be read from the message."""
     seq: int | None = None
-    event_id = ""
+    event_id: str | None = None
     fields = _json_object(message.value)
     if fields is not None:
         raw_seq = fields.get("seq")
