@@ -93,9 +93,11 @@ async def test_generated_requests_get_no_5xx_and_conform_to_the_schemas(stack: S
             await stack.create_key(scope="80", edition="legacy", roles=("submit", "read", "admin"))]
     loop = asyncio.get_running_loop()
     tally = Tally()
+    documented = 0
     async with running(create_ingest(no_relay(stack))) as ingest, serve(stack) as query:
         for client in (ingest, query):
             doc = (await client.get("/openapi.json")).json()
+            documented += sum(len(methods) for methods in doc["paths"].values())
 
             def send(kwargs: dict[str, Any], client: httpx.AsyncClient = client) -> httpx.Response:
                 key = keys[tally.sent % len(keys)]
@@ -107,7 +109,7 @@ async def test_generated_requests_get_no_5xx_and_conform_to_the_schemas(stack: S
         print(f"  {count:5}  {label}")
     assert not tally.failures, f"{len(tally.failures)} failure(s):\n" + "\n\n".join(tally.failures[:10])
     assert tally.sent >= MIN_REQUESTS
-    assert len(tally.by_operation) == 18  # every operation of both documents was exercised
+    assert len(tally.by_operation) == documented  # every operation of both documents was exercised
 
 
 async def _request(client: httpx.AsyncClient, kwargs: dict[str, Any], key: str) -> httpx.Response:
