@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import httpx
 from shared import demo_synthetic
 
 BATCH = 5_000
+PARALLEL = 4  # one client waits on each answer's commit: a few at once keep the ingest service busy
 TEXT_COLUMNS = ("unit", "indicator", "period", "edition", "event_id", "comment")
 TIMEOUT = httpx.Timeout(300, connect=10)
 LOADED_WHEN = 60  # legacy provinces with a 2024-01 figure: the synthetic months are in this database
@@ -78,9 +80,12 @@ class DemoLoader:
             self.imports = False
             print("    (this ingest service has no POST /v1/imports: posting the rows to /v1/events instead)",
                   flush=True)
-        with httpx.Client(timeout=TIMEOUT, headers=self.headers) as client:
-            for batch in _batches(path):
-                r = client.post(f"{self.ingest}/v1/events", params={"atomic": "false"}, json={"events": batch})
+        with httpx.Client(timeout=TIMEOUT, headers=self.headers) as client, ThreadPoolExecutor(PARALLEL) as pool:
+
+            def post(batch: list[dict[str, Any]]) -> httpx.Response:
+                return client.post(f"{self.ingest}/v1/events", params={"atomic": "false"}, json={"events": batch})
+
+            for r in pool.map(post, _batches(path)):
                 if r.status_code != 202:
                     raise RuntimeError(f"POST /v1/events answered {r.status_code}: {r.text[:500]}")
         return "posted"

@@ -84,6 +84,7 @@ const indicatorOf = (code) => app.catalog.find((i) => i.code === code);
 async function load() {
   const r = route();
   const ticket = ++app.loading;
+  performance.mark(`d06-load-${ticket}`);
   const unitParams = { edition: r.edition };
   const at = { edition: r.edition, period: r.period };
   const seriesParams = { edition: r.edition, indicator: r.indicator, from: FIRST_MONTH, to: lastMonth(r.edition) };
@@ -105,6 +106,8 @@ async function load() {
     notice("");
     app.page = { route: r, unit, values, previous, children, series, lineage, quality, coords };
     render();
+    // How long a unit's page takes, from the navigation to the drawn charts (docs/performance.md reads it).
+    performance.measure("d06-page", `d06-load-${ticket}`);
   } catch (error) {
     if (ticket === app.loading) notice(explain(error));
   }

@@ -1,16 +1,19 @@
 // The three charts, drawn by plotly.js (served from the `plotly` wheel by the query service itself).
-import { indicatorName, isPercent, separators, t, value } from "./i18n.js";
+import { indicatorName, isPercent, language, separators, t, value } from "./i18n.js";
 
 const CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
 const FONT = { family: "system-ui, -apple-system, 'Segoe UI', Roboto, 'Noto Sans', sans-serif", size: 12, color: "#1f2933" };
-const BLUE = "#1d4ed8", GREY = "#9aa5b1", AMBER = "#b45309", RED = "#b91c1c";
+const BLUE = "#3b6fd8", GREEN = "#15803d", GREY = "#9aa5b1", AMBER = "#b45309", RED = "#b91c1c";
 const REFORM = "2025-07-01";
 
 function base(extra) {
   return { font: FONT, separators: separators(), paper_bgcolor: "#fff", plot_bgcolor: "#fff", ...extra };
 }
 
-function suffix(indicator) { return isPercent(indicator) ? "%" : ""; }
+function suffix(indicator) {
+  if (!isPercent(indicator)) return "";
+  return language() === "vi" ? " %" : "%";
+}
 
 function draw(el, traces, layout) {
   if (!window.Plotly) return;
@@ -29,7 +32,10 @@ export function ranking(el, items, indicator, onPick) {
   if (!shown.length) { clear(el); return; }
   const rows = shown.slice().reverse();  // plotly draws the first category at the bottom
   const target = indicator.target;
-  const colours = rows.map((i) => (target !== null && i.value < target ? AMBER : BLUE));
+  // The three furthest behind stand out (the question a review asks first); a target met is green.
+  const laggards = new Set(shown.length > 5 ? shown.slice(-3).map((i) => i.unit.code) : []);
+  const colours = rows.map((i) => (target !== null && i.value >= target ? GREEN
+    : laggards.has(i.unit.code) ? AMBER : BLUE));
   const height = Math.max(160, 22 * rows.length + 60);
   el.style.height = `${height}px`;
   draw(el, [{
