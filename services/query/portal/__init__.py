@@ -44,13 +44,15 @@ def plotly_js() -> Path:
 def coordinates(edition: Edition) -> bytes:
     """`{"code": [lat, lon], …}` of every unit of `edition` that the dataset places (the nation it does not)."""
     table, triples = _COORDINATE_COLUMNS[edition]
+    columns = ", ".join(column for triple in triples for column in triple)
     found: dict[str, list[float]] = {}
     db_path = resources.files("vietnamadminunits") / "data" / "dataset.db"
     with resources.as_file(db_path) as path, sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        for code, lat, lon in triples:
-            for row in db.execute(f"SELECT DISTINCT {code}, {lat}, {lon} FROM {table}"):
-                if row[0] and row[1] is not None and row[2] is not None:
-                    found.setdefault(row[0], [round(row[1], 4), round(row[2], 4)])
+        for row in db.execute(f"SELECT {columns} FROM {table}"):
+            for i in range(0, len(row), 3):
+                code, lat, lon = row[i : i + 3]
+                if code and lat is not None and lon is not None and code not in found:
+                    found[code] = [round(lat, 4), round(lon, 4)]
     return orjson.dumps(found)
 
 
@@ -71,7 +73,7 @@ def mount_portal(app: FastAPI, settings: QuerySettings) -> None:
         return FileResponse(plotly_js(), media_type="text/javascript", headers=LONG_CACHE)
 
     @router.get("/portal/coordinates/{edition}.json")
-    async def unit_coordinates(edition: Edition) -> Response:
+    def unit_coordinates(edition: Edition) -> Response:  # built once, in a worker thread: not on the loop
         return Response(coordinates(edition), media_type="application/json", headers=LONG_CACHE)
 
     app.include_router(router)
