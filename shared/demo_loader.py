@@ -24,6 +24,7 @@ BATCH = 5_000
 PARALLEL = 4  # one client waits on each answer's commit: a few at once keep the ingest service busy
 TEXT_COLUMNS = ("unit", "indicator", "period", "edition", "event_id", "comment")
 TIMEOUT = httpx.Timeout(300, connect=10)
+APPLY_SECONDS = 900
 LOADED_WHEN = 60  # legacy provinces with a 2024-01 figure: the synthetic months are in this database
 
 
@@ -66,8 +67,28 @@ class DemoLoader:
             self.marker.write_text("\n".join(sorted(loaded)) + "\n")
             print(f"    {month}: {rows:,} rows {how} ({n}/{len(todo)}, {total:,} rows, "
                   f"{time.monotonic() - started:.0f}s)", flush=True)
-        print(f"==> demo: synthetic dataset loaded ({total:,} rows); the aggregator may need a minute more "
-              f"before every figure shows", flush=True)
+        print(f"==> demo: synthetic dataset posted ({total:,} rows); waiting for the aggregator to apply it",
+              flush=True)
+        if self._applied(todo[-1], deadline=time.monotonic() + APPLY_SECONDS):
+            print(f"==> demo: the synthetic dataset is in every figure ({time.monotonic() - started:.0f}s)", flush=True)
+        else:
+            print(f"    (the aggregator is still applying it after {APPLY_SECONDS // 60} minutes; the figures fill in "
+                  f"as it goes)", flush=True)
+
+    def _applied(self, last: str, deadline: float) -> bool:
+        """Whether the nation shows the last month posted from most provinces (what was posted last)."""
+        edition = "legacy" if last < demo_synthetic.REFORM_MONTH else "2025"
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(f"{self.query}/v1/units/VN/values", headers=self.headers, timeout=10,
+                              params={"edition": edition, "period": last, "indicator": "cccd_issued"})
+                values = r.json().get("values", []) if r.status_code == 200 else []
+                if values and (values[0].get("reporting") or 0) >= 0.9 * (values[0].get("expected") or 1):
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        return False
 
     def _post(self, path: Path) -> str:
         if self.imports:

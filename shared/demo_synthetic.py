@@ -26,6 +26,7 @@ from shared.hierarchy import Unit, read_dataset
 SEED = 6
 FIRST_MONTH = (2024, 1)
 REFORM_INDEX = 18  # 2025-07, months after 2024-01
+REFORM_MONTH = "2025-07"
 COMMENT = "synthetic"
 COLUMNS = ("unit", "indicator", "period", "value", "numerator", "denominator", "edition", "event_id", "comment")
 GAP_RATE = 0.03  # a commune-month with no report at all
