@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +23,19 @@ import httpx
 
 from shared.auth import authenticate, create_key
 from shared.db import create_database, make_engine, transaction
+from shared.demo_loader import DemoLoader
 from shared.devstack import LocalBroker, LocalPostgres
 from shared.devstack.supervisor import CrashLoop, Program, Supervisor
 from shared.migrate import load_reference_data, upgrade
+from shared.periods import today_in_vietnam
 from shared.settings import DEV_BROKER_PORT, DEV_PG_PORT
 
 RUN = Path(".run")
 PG_PORT = int(os.environ.get("D06_DEV_PG_PORT", DEV_PG_PORT))
 BROKER_PORT = int(os.environ.get("D06_DEV_BROKER_PORT", DEV_BROKER_PORT))
 DATABASE = "d06"
+# `seeds`: only the 24 seed-report events (the tests); otherwise a synthetic national dataset as well.
+SYNTHETIC = os.environ.get("D06_DEMO", "synthetic") != "seeds"
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,8 @@ def run(reset: bool = False) -> int:
             broker.start()
             bootstrap = broker.bootstrap
 
-        env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP": bootstrap}
+        env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP": bootstrap,
+               "QUERY_PORTAL_SYNTHETIC": str(SYNTHETIC).lower()}
         for service in SERVICES:
             step(f"{service.name}: starting on {service.url}")
             supervisor.start(_program(service, env))
@@ -192,6 +198,8 @@ def run(reset: bool = False) -> int:
         )
         _wait_demo_applied(key, supervisor)
         _banner(key)
+        if SYNTHETIC:
+            _load_synthetic(key)
         while True:
             supervisor.poll()
             time.sleep(0.2)
@@ -217,9 +225,24 @@ def run(reset: bool = False) -> int:
     return status
 
 
+def _load_synthetic(key: str) -> None:
+    """In the background: the services stay supervised (and Ctrl-C works) while the months go in."""
+    loader = DemoLoader(key, INGEST.url, QUERY.url, RUN / "demo")
+
+    def load() -> None:
+        try:
+            loader.load(today_in_vietnam())
+        except (httpx.HTTPError, RuntimeError, OSError) as exc:
+            print(f"!! demo: the synthetic dataset was not (fully) loaded: {exc}; the next `make run` goes on",
+                  flush=True)
+
+    threading.Thread(target=load, name="d06-demo", daemon=True).start()
+
+
 def _banner(key: str) -> None:
     print(f"""
 d06 is running.
+  portal     {QUERY.url}/      (the reference portal: paste the key below)
   ingest     {INGEST.url}      docs: {INGEST.url}/docs
   aggregate  {AGGREGATE.url}      metrics: {AGGREGATE.url}/metrics
   query      {QUERY.url}      docs: {QUERY.url}/docs

@@ -117,3 +117,5 @@ class QuerySettings(CommonSettings):
     # Per key (per client address for anonymous public reads), per replica; 0 turns it off.
     rate_limit: float = Field(5000.0, ge=0, validation_alias=env("QUERY_RATE_LIMIT"))
     rate_burst: int = Field(10000, ge=1, validation_alias=env("QUERY_RATE_BURST"))
+    # The portal (services/query/portal) says so in a banner: `make run` sets it when it loads synthetic data.
+    portal_synthetic: bool = Field(False, validation_alias=env("QUERY_PORTAL_SYNTHETIC"))

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from services.query.api import router
 from services.query.fastpath import CachedAnswers
 from services.query.metrics import QueryMetrics
+from services.query.portal import mount_portal
 from services.query.state import QueryState, state_of
 from shared.catalog import load_catalog
 from shared.db import make_engine, ping
@@ -162,4 +163,5 @@ def create_app(
     app.add_middleware(CachedAnswers, state=lambda: getattr(app.state, "query", None))  # counted, with an id
     install_observability(app, registry, {"database": database_ready, "hierarchy": hierarchy_ready})
     app.include_router(router)
+    mount_portal(app, settings)  # the reference portal at `/` (DESIGN §10)
     return app
