@@ -20,7 +20,7 @@ from openpyxl.styles import Font
 from openpyxl.utils.exceptions import InvalidFileException
 
 from shared.files.cells import protect_quote
-from shared.files.columns import BY_FIELD, Header, map_header
+from shared.files.columns import BY_FIELD, map_header
 from shared.files.model import Cell, FileError, FileRejected, OutCell, Row, Table, column_letter, shown
 from shared.files.xlsx_guard import open_checked, sheet_layout
 
@@ -29,15 +29,16 @@ _DATE_AS_PERIOD = ("is a date, and a date is not a period: write the period as t
                    "column as Text before typing, or type '2024-07)")
 
 
-def _check_header(archive: zipfile.ZipFile, member: str, header: Header) -> None:
+def _check_header(archive: zipfile.ZipFile, member: str, width: int) -> None:
     layout = sheet_layout(archive, member)
     problems: list[FileError] = []
     if layout.header_hidden:
         problems.append(FileError(1, None, None, "the header row (row 1) is hidden: unhide it, so that what is "
                                                  "imported is what you see"))
-    problems.extend(FileError(1, ref.split(":")[0], None, f"the header cells {ref} are merged: give every column "
-                                                          "its own header cell") for ref in layout.header_merges)
-    for index in sorted(i - 1 for i in layout.hidden_columns if i <= header.width):
+    for ref in layout.header_merges:
+        problems.append(FileError(1, ref.split(":")[0].rstrip("0123456789"), None, f"the header cells {ref} are "
+                                  "merged: give every column its own header cell"))
+    for index in sorted(i - 1 for i in layout.hidden_columns if i <= width):
         letter = column_letter(index)
         problems.append(FileError(1, letter, None, f"column {letter} is hidden: unhide it or delete it, so that "
                                                    "what is imported is what you see"))
@@ -81,8 +82,11 @@ def read_xlsx(stream: BinaryIO) -> Table:
     first = next(rows, None)
     if first is None:
         raise FileRejected.one("the first sheet is empty: its first row must be the header")
-    header = map_header([_plain(c.value) for c in first])
-    _check_header(archive, sheet._worksheet_path, header)  # type: ignore[attr-defined]  # read-only sheets have it
+    names = [_plain(c.value) for c in first]
+    width = max((i + 1 for i, name in enumerate(names) if name is not None), default=0)
+    # before the header's own checks: a merge leaves blank cells, and the merge is what to tell the user
+    _check_header(archive, sheet._worksheet_path, width)  # type: ignore[attr-defined]  # read-only sheets have it
+    header = map_header(names)
     period_at = next((i for i, f in header.positions if f == "period"), None)
     imported = {i for i, _ in header.positions}
 
