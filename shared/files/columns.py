@@ -36,6 +36,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("comment", "Ghi chú"),
     Column("source", "Nguồn", (), imported=False),
     Column("basis", "Cơ sở", (), imported=False),
+    Column("estimated", "Ước tính", (), imported=False),
     Column("reporting", "Số đơn vị đã báo cáo", (), imported=False),
     Column("expected", "Số đơn vị phải báo cáo", (), imported=False),
     Column("target", "Mục tiêu", (), imported=False),
