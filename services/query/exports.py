@@ -14,10 +14,10 @@ import asyncio
 import re
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator, Sequence
-from contextlib import aclosing
 from typing import IO
 from urllib.parse import quote
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
@@ -33,7 +33,7 @@ MEDIA_TYPES: dict[str, str] = {
     "dhis2": "application/json",
 }
 _SUFFIX = {"csv": "csv", "xlsx": "xlsx", "dhis2": "json"}
-_SEND = 1 << 16  # bytes read from the temporary workbook per chunk sent
+_SEND = 1 << 16  # about how many bytes each piece sent holds
 
 
 def disposition(parts: Sequence[str], fmt: str) -> str:
@@ -63,7 +63,16 @@ def _write(fmt: str, columns: Sequence[str], rows: Iterable[ExportRow]) -> Gener
 
 
 def _step(writer: Iterator[bytes]) -> bytes | None:
-    return next(writer, None)
+    """The writer's next bytes, gathered to about _SEND: the DHIS2 writer yields each data value alone, and a
+    thread hop per value would cost more than writing it."""
+    parts: list[bytes] = []
+    size = 0
+    for part in writer:
+        parts.append(part)
+        size += len(part)
+        if size >= _SEND:
+            break
+    return b"".join(parts) if parts else None
 
 
 def _xlsx_file(columns: Sequence[str], rows: Iterable[ExportRow]) -> IO[bytes]:
@@ -99,21 +108,27 @@ def _pulled(chunks: AsyncGenerator[list[ExportRow]], loop: asyncio.AbstractEvent
 
 async def _streamed(fmt: str, columns: Sequence[str], chunks: AsyncGenerator[list[ExportRow]]) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
-    async with aclosing(chunks):  # the database connection is given back however the response ends
+    writer: Generator[bytes] | None = None
+    f: IO[bytes] | None = None
+    try:
         if fmt == "xlsx":
             f = await run_in_threadpool(_xlsx_file, columns, _pulled(chunks, loop))
-            try:
-                while block := await run_in_threadpool(f.read, _SEND):
-                    yield block
-            finally:
-                f.close()
+            while block := await run_in_threadpool(f.read, _SEND):
+                yield block
             return
         writer = _write(fmt, columns, _pulled(chunks, loop))
-        try:
-            while (piece := await run_in_threadpool(_step, writer)) is not None:
-                yield piece
-        finally:
-            await run_in_threadpool(writer.close)
+        while (piece := await run_in_threadpool(_step, writer)) is not None:
+            yield piece
+    finally:
+        # A client gone mid-file cancels the response. A worker thread is never abandoned mid-step (the await
+        # returns once it is done), so nothing pulls rows any more: close the writer here, and give the
+        # database connection back even though the response is being cancelled.
+        with anyio.CancelScope(shield=True):
+            if writer is not None:
+                writer.close()
+            if f is not None:
+                f.close()
+            await chunks.aclose()
 
 
 def streamed_response(fmt: str, columns: Sequence[str], chunks: AsyncGenerator[list[ExportRow]],

@@ -23,6 +23,7 @@ from shared.files.xlsx import read_xlsx
 from tests.fixtures.apps import auth, serve
 from tests.fixtures.infra import Stack
 from tests.fixtures.rollups import LEGACY, insert
+from tests.fixtures.waiting import eventually
 
 FORMULA = '=HYPERLINK("http://evil.example","bấm vào đây")'
 HALF = {"unit": "80", "from": "2024-01", "to": "2024-06", "edition": "legacy",
@@ -243,15 +244,17 @@ async def test_the_export_is_described_in_openapi_with_examples(api: httpx.Async
     assert {"unit", "from", "to", "indicators", "level", "format", "source", "reexpress", "edition"} <= names
 
 
-async def asgi_body(api: httpx.AsyncClient, path: str, params: dict[str, str]) -> list[bytes]:
-    """The body of a GET as the app sends it, piece by piece (httpx's ASGI transport joins the pieces)."""
+async def asgi_body(api: httpx.AsyncClient, path: str, params: dict[str, str], *, leave_after: int | None = None,
+                    ) -> list[bytes]:
+    """The body of a GET as the app sends it, piece by piece (httpx's ASGI transport joins the pieces);
+    `leave_after`: the client goes away once it has that many pieces."""
     transport = api._transport  # the app behind the test client
     assert isinstance(transport, httpx.ASGITransport)
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": path, "raw_path": path.encode(), "root_path": "", "query_string": urlencode(params).encode(),
              "headers": [(k.lower().encode(), v.encode()) for k, v in api.headers.items()],
              "server": ("test", 80), "client": ("10.1.2.3", 4567)}
-    requested, never = False, asyncio.Event()
+    requested, gone = False, asyncio.Event()
     pieces: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
@@ -259,14 +262,16 @@ async def asgi_body(api: httpx.AsyncClient, path: str, params: dict[str, str]) -
         if not requested:
             requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        await never.wait()
-        return {"type": "http.disconnect"}  # pragma: no cover
+        await gone.wait()
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             assert message["status"] == 200
         elif message.get("body"):
             pieces.append(message["body"])
+            if leave_after is not None and len(pieces) >= leave_after:
+                gone.set()
 
     await transport.app(scope, receive, send)
     return pieces
@@ -294,3 +299,15 @@ async def test_a_large_export_streams_every_row(stack: Stack) -> None:
             assert number(cells["value"]) == int(unit[-3:]) * 10 + int(period[-1])
         dhis2 = await export(api, **params, format="dhis2")
         assert len(dhis2.json()["dataValues"]) == 50_000
+
+        # A client that goes away mid-file: the export stops and its connection (and snapshot) is given back.
+        left = await asgi_body(api, "/v1/exports", params, leave_after=3)
+        assert 3 <= len(left) < len(pieces)
+
+        async def given_back() -> bool:
+            held = await stack.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND state LIKE 'idle in transaction%'")
+            return not held
+
+        await eventually(given_back, what="the export's connection to be given back")
+        assert (await export(api, **params, format="dhis2")).status_code == 200
