@@ -311,3 +311,29 @@ async def test_a_large_export_streams_every_row(stack: Stack) -> None:
 
         await eventually(given_back, what="the export's connection to be given back")
         assert (await export(api, **params, format="dhis2")).status_code == 200
+
+
+async def test_a_reported_yes_or_no_is_written_as_submitted_and_a_coverage_as_its_components(stack: Stack) -> None:
+    await insert(stack, [("27991", "working_group_formed", "2024-01", 1, 1, None, None, 0),
+                         ("27994", "working_group_formed", "2024-01", 0, 1, None, None, 0),
+                         ("803", "working_group_formed", "2024-01", None, None, 1, 2, 2)])
+    key = await stack.create_key(roles=("read",))
+    async with serve(stack) as api:
+        api.headers.update(auth(key))
+        params = {"unit": "803", "edition": "legacy", "from": "2024-01", "to": "2024-01",
+                  "indicators": "working_group_formed"}
+        text = (await export(api, **params)).content.decode("utf-8-sig")
+        rows = {r["unit"]: r for r in csv.DictReader(io.StringIO(text))}
+        assert (rows["27991"]["value"], rows["27991"]["numerator"]) == ("true", "")
+        assert rows["27994"]["value"] == "false"
+        district = rows["803"]
+        assert (district["value"], district["numerator"], district["denominator"]) == ("50", "1", "2")
+        assert district["source"] == "computed"
+        want = await json_value(api, "803", "working_group_formed", "2024-01")
+        assert (want["value"], want["numerator"], want["denominator"]) == (50, 1, 2)
+        sheet = load_workbook(io.BytesIO((await export(api, **params, format="xlsx")).content)).worksheets[0]
+        values = {row[0].value: row[5] for row in sheet.iter_rows(min_row=2)}
+        assert values["27991"].value is True and values["27991"].data_type == "b"
+        document = (await export(api, **params, format="dhis2")).json()
+        assert sorted((dv["orgUnit"], dv["dataElement"], dv["value"]) for dv in document["dataValues"]) == [
+            ("27991", "working_group_formed", "true"), ("27994", "working_group_formed", "false")]
