@@ -203,7 +203,7 @@ async def unit_values(
 
 @router.get(
     "/units/{code}/children/values", summary="Drill-down: one indicator for every child, ranked",
-    response_model=schemas.ChildrenValues, responses=responses(*_UNIT_ERRORS),
+    response_model=schemas.ChildrenValues, responses={**responses(*_UNIT_ERRORS), **export_api.FILE_ANSWERS},
     description="One item per child; children without a value are included and come last. Sort by "
     "`-value` (largest first), `value`, `code` or `name`; page with `next_cursor`.",
 )
@@ -268,7 +268,7 @@ async def series_request(
 
 @router.get(
     "/units/{code}/series", summary="A time series of one indicator in its native periods",
-    response_model=schemas.Series, responses=responses(*_UNIT_ERRORS),
+    response_model=schemas.Series, responses={**responses(*_UNIT_ERRORS), **export_api.FILE_ANSWERS},
     description=f"Native periods overlapping `from`..`to`, oldest first, at most {MAX_SERIES_POINTS} "
     f"points. The nation (`{NATION}`) is summed from its provinces.",
 )

@@ -8,7 +8,7 @@ once streaming, the export holds one pooled connection (its own turn, as a reque
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response, StreamingResponse
@@ -61,6 +61,11 @@ FormatParam = Annotated[
           openapi_examples={"json": {"value": "json"}, "Excel": {"value": "xlsx"}}),
 ]
 MAX_INDICATORS = 64
+#: What `?format=csv|xlsx` answers, beside the JSON of the route's model.
+FILE_ANSWERS: dict[int | str, dict[str, Any]] = {200: {"content": {
+    MEDIA_TYPES["csv"]: {"example": "unit,name,level,indicator,period,value,…\r\n27991,Xã Tân Bửu,commune,…\r\n"},
+    MEDIA_TYPES["xlsx"]: {"example": "(an .xlsx workbook: the same columns with Vietnamese headers)"},
+}}}
 
 
 def _indicators(catalog: Catalog, text: str | None) -> list[CatalogIndicator]:

@@ -242,6 +242,9 @@ async def test_the_export_is_described_in_openapi_with_examples(api: httpx.Async
     assert {"422", "404"} <= set(operation["responses"])
     names = {p["name"] for p in operation["parameters"]}
     assert {"unit", "from", "to", "indicators", "level", "format", "source", "reexpress", "edition"} <= names
+    for path in ("/v1/units/{code}/children/values", "/v1/units/{code}/series"):
+        answers = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        assert {"application/json", "text/csv; charset=utf-8"} <= set(answers), path
 
 
 async def asgi_body(api: httpx.AsyncClient, path: str, params: dict[str, str], *, leave_after: int | None = None,
