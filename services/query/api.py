@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from services.query import lineage, schemas, service
+from services.query import export_api, lineage, schemas, service
 from services.query.caching import AnswerCache, province_key_of, respond
 from services.query.deps import (
     AppState,
@@ -203,7 +203,7 @@ async def unit_values(
 
 @router.get(
     "/units/{code}/children/values", summary="Drill-down: one indicator for every child, ranked",
-    response_model=schemas.ChildrenValues, responses=responses(*_UNIT_ERRORS),
+    response_model=schemas.ChildrenValues, responses={**responses(*_UNIT_ERRORS), **export_api.FILE_ANSWERS},
     description="One item per child; children without a value are included and come last. Sort by "
     "`-value` (largest first), `value`, `code` or `name`; page with `next_cursor`.",
 )
@@ -214,13 +214,16 @@ async def children_values(
     limit: Limit = 100,
     cursor: Cursor = None,
     reexpress: ReexpressParam = True,
+    format_: export_api.FormatParam = "json",
 ) -> Response:
-    async def build() -> BaseModel:
+    async def build() -> schemas.ChildrenValues:
         return await service.children_values(
             await lazy.get(), state.metrics, hierarchy, sight, at.unit, at.period, indicator, sort, limit, cursor,
             state.clock(), reexpress=reexpress,
         )
 
+    if format_ != "json":
+        return export_api.children_file(format_, indicator, await build())
     return await _answer(request, state, reader, "children", at.unit, build)
 
 
@@ -265,20 +268,23 @@ async def series_request(
 
 @router.get(
     "/units/{code}/series", summary="A time series of one indicator in its native periods",
-    response_model=schemas.Series, responses=responses(*_UNIT_ERRORS),
+    response_model=schemas.Series, responses={**responses(*_UNIT_ERRORS), **export_api.FILE_ANSWERS},
     description=f"Native periods overlapping `from`..`to`, oldest first, at most {MAX_SERIES_POINTS} "
     f"points. The nation (`{NATION}`) is summed from its provinces.",
 )
 async def unit_series(
     request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader, sight: Seer,
     req: Annotated[SeriesRequest, Depends(series_request)], reexpress: ReexpressParam = True,
+    format_: export_api.FormatParam = "json",
 ) -> Response:
-    async def build() -> BaseModel:
+    async def build() -> schemas.Series:
         return await service.series(
             await lazy.get(), state.metrics, hierarchy, sight.index, req.unit, req.indicator, req.periods, req.first,
             req.last, state.clock(), reexpress=reexpress,
         )
 
+    if format_ != "json":
+        return export_api.series_file(format_, req.indicator, await build())
     return await _answer(request, state, reader, "series", req.unit, build)
 
 
@@ -298,3 +304,6 @@ async def unit_lineage(
         return await lineage.lineage(await lazy.get(), state.metrics, hierarchy, sight, found)
 
     return await _answer(request, state, reader, "lineage", found, build)
+
+
+router.include_router(export_api.router)

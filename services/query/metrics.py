@@ -9,8 +9,8 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-Endpoint = Literal["indicators", "units", "unit", "values", "children", "series", "lineage"]
-ENDPOINTS: tuple[Endpoint, ...] = ("indicators", "units", "unit", "values", "children", "series", "lineage")
+Endpoint = Literal["indicators", "units", "unit", "values", "children", "series", "lineage", "exports"]
+ENDPOINTS: tuple[Endpoint, ...] = ("indicators", "units", "unit", "values", "children", "series", "lineage", "exports")
 
 
 class QueryMetrics:

@@ -60,7 +60,7 @@ def _components(indicator: Indicator, pair: Pair | None) -> schemas.Components |
     return schemas.Components(value=shown_value(indicator, pair), numerator=numerator, denominator=denominator)
 
 
-def _value_fields(indicator: Indicator, b: Blended, children: int) -> dict[str, Any]:
+def value_fields(indicator: Indicator, b: Blended, children: int) -> dict[str, Any]:
     numerator, denominator = components(indicator, b.effective)
     return {
         "value": shown_value(indicator, b.effective),
@@ -80,15 +80,15 @@ def _value_fields(indicator: Indicator, b: Blended, children: int) -> dict[str, 
 
 
 # Column positions of the statements in repository.py: the native columns follow the keys.
-_AFTER_INDICATOR = 1  # unit_rows, nation_rows: indicator, then the native columns
+AFTER_INDICATOR = 1  # unit_rows, nation_rows: indicator, then the native columns
 _AFTER_CHILD = 5  # children_rows: code, name, level, kind, n_children, then the native columns
 
 
-def _native(row: Row[Any], start: int) -> NativeRow:
+def native_of(row: Row[Any], start: int) -> NativeRow:
     return NativeRow._make(row[start : start + len(NativeRow._fields)])
 
 
-async def _fetch(
+async def fetch(
     conn: AsyncConnection, metrics: QueryMetrics, endpoint: Endpoint, query: repo.Query
 ) -> Sequence[Row[Any]]:
     rows: Sequence[Row[Any]] = (await conn.execute(query.statement, query.params)).all()
@@ -96,7 +96,7 @@ async def _fetch(
     return rows
 
 
-def _native_query(
+def native_query(
     unit: Unit, indicators: list[Indicator], periods: Iterable[str], edition: str | None = None
 ) -> repo.Query:
     codes = [i.code for i in indicators]
@@ -110,7 +110,7 @@ def _native_query(
 Reexpressed = dict[tuple[str, str], list[ReRow]]  # (2025 unit, indicator) -> its re-expressed native periods
 
 
-async def _reexpressed(
+async def reexpressed_of(
     conn: AsyncConnection, metrics: QueryMetrics, endpoint: Endpoint, index: CrosswalkIndex, units: list[Unit],
     indicators: list[Indicator], periods: Iterable[Period],
 ) -> Reexpressed:
@@ -122,8 +122,8 @@ async def _reexpressed(
         return {}
     if units[0].code == NATION:
         out: Reexpressed = {}
-        for row in await _fetch(conn, metrics, endpoint, _native_query(units[0], chosen, old, Edition.LEGACY.value)):
-            native = _native(row, _AFTER_INDICATOR)
+        for row in await fetch(conn, metrics, endpoint, native_query(units[0], chosen, old, Edition.LEGACY.value)):
+            native = native_of(row, AFTER_INDICATOR)
             if native.has_value and native.effective is not None:
                 pair = native.effective
                 out.setdefault((NATION, row[0]), []).append(
@@ -136,7 +136,7 @@ async def _reexpressed(
     return found
 
 
-def _blend(
+def blend_for(
     indicator: Indicator, unit: Unit, natives: Sequence[NativeRow], reexpressed: Reexpressed, index: CrosswalkIndex,
     periods: Sequence[Period], reexpress: bool,
 ) -> Blended:
@@ -170,18 +170,18 @@ async def unit_values(
         codes = {code: frozenset(p.code for p in ps) for code, (_, ps) in wanted.items()}
         chosen = [i for i, _ in wanted.values()]
         all_periods = {p.code: p for _, ps in wanted.values() for p in ps}
-        for row in await _fetch(conn, metrics, "values", _native_query(unit, chosen, all_periods)):
-            code, native = row[0], _native(row, _AFTER_INDICATOR)
+        for row in await fetch(conn, metrics, "values", native_query(unit, chosen, all_periods)):
+            code, native = row[0], native_of(row, AFTER_INDICATOR)
             if native.period in codes[code]:  # the period list is shared by every indicator
                 by_indicator.setdefault(code, []).append(native)
         if reexpress:
-            found = await _reexpressed(conn, metrics, "values", index, [unit], chosen, all_periods.values())
+            found = await reexpressed_of(conn, metrics, "values", index, [unit], chosen, all_periods.values())
             reexpressed = {k: [x for x in rows if x.period in codes[k[1]]] for k, rows in found.items()}
     children = hierarchy.n_children(unit.edition, unit.code)
     values = [
         schemas.Value(
             indicator=code, target=ind.target,
-            **_value_fields(ind, _blend(ind, unit, by_indicator.get(code, ()), reexpressed, index, ps, reexpress),
+            **value_fields(ind, blend_for(ind, unit, by_indicator.get(code, ()), reexpressed, index, ps, reexpress),
                             children),
         )
         for code, (ind, ps) in wanted.items()
@@ -225,19 +225,19 @@ async def children_values(
         parent.edition, parent.code, indicator.code, periods, latest_only=indicator.time_rollup == "latest"
     )
     grouped: dict[str, tuple[Row[Any], list[NativeRow]]] = {}
-    for row in await _fetch(conn, metrics, "children", query):
+    for row in await fetch(conn, metrics, "children", query):
         _, natives = grouped.setdefault(row[0], (row, []))
         if row[_AFTER_CHILD] is not None:  # a child without any row of the periods: one row of nulls
-            natives.append(_native(row, _AFTER_CHILD))
+            natives.append(native_of(row, _AFTER_CHILD))
     kids = [c for c in (hierarchy.get(parent.edition, code) for code in grouped) if c is not None and sight.sees(c)]
-    reexpressed = await _reexpressed(conn, metrics, "children", sight.index, kids, [indicator], natives_of) \
+    reexpressed = await reexpressed_of(conn, metrics, "children", sight.index, kids, [indicator], natives_of) \
         if reexpress else {}
     ranked: list[tuple[tuple[Any, ...], schemas.ChildValue]] = []
     for child in kids:  # defence in depth: a visible parent's children are all visible
         meta, natives = grouped[child.code]
         code = child.code
-        blended = _blend(indicator, child, natives, reexpressed, sight.index, natives_of, reexpress)
-        fields = _value_fields(indicator, blended, meta.n_children)
+        blended = blend_for(indicator, child, natives, reexpressed, sight.index, natives_of, reexpress)
+        fields = value_fields(indicator, blended, meta.n_children)
         item = schemas.ChildValue(unit=unit_schema(hierarchy, child), rank=0, **fields)
         ranked.append((_sort_key(sort, fields["value"], code, meta.name), item))
     ranked.sort(key=lambda pair: pair[0])
@@ -263,18 +263,18 @@ async def series(
     conn: AsyncConnection, metrics: QueryMetrics, hierarchy: Hierarchy, index: CrosswalkIndex, unit: Unit,
     indicator: Indicator, periods: list[Period], first: Period, last: Period, today: date, *, reexpress: bool = True,
 ) -> schemas.Series:
-    query = _native_query(unit, [indicator], (p.code for p in periods))
-    rows = await _fetch(conn, metrics, "series", query)
-    stored = {native.period: native for native in (_native(row, _AFTER_INDICATOR) for row in rows)}
-    found = await _reexpressed(conn, metrics, "series", index, [unit], [indicator], periods) if reexpress else {}
+    query = native_query(unit, [indicator], (p.code for p in periods))
+    rows = await fetch(conn, metrics, "series", query)
+    stored = {native.period: native for native in (native_of(row, AFTER_INDICATOR) for row in rows)}
+    found = await reexpressed_of(conn, metrics, "series", index, [unit], [indicator], periods) if reexpress else {}
     by_period = {x.period: x for x in found.get((unit.code, indicator.code), ())}
     children = hierarchy.n_children(unit.edition, unit.code)
     points = []
     for p in periods:
         native = stored.get(p.code)
         one = {(unit.code, indicator.code): [by_period[p.code]]} if p.code in by_period else {}
-        fields = _value_fields(
-            indicator, _blend(indicator, unit, [native] if native else [], one, index, [p], reexpress), children)
+        fields = value_fields(
+            indicator, blend_for(indicator, unit, [native] if native else [], one, index, [p], reexpress), children)
         points.append(schemas.SeriesPoint(
             period=p.code, value=fields["value"], numerator=fields["numerator"],
             denominator=fields["denominator"], source=fields["source"], reporting=fields["reporting"],
@@ -288,7 +288,7 @@ async def series(
 
 
 async def list_units(conn: AsyncConnection, metrics: QueryMetrics, f: repo.UnitFilter) -> schemas.UnitPage:
-    rows = await _fetch(conn, metrics, "units", repo.list_units(f))
+    rows = await fetch(conn, metrics, "units", repo.list_units(f))
     page = rows[: f.limit]
     items = [
         schemas.Unit(
