@@ -93,6 +93,17 @@ def open_table(kind: str, file: IO[bytes]) -> Table:
 
 # --- the imports table ---------------------------------------------------------------------------------
 
+#: A running import saves its progress after every chunk; one silent this long died with its process (a
+#: SIGKILL, a lost node), and would otherwise answer for its file for ever.
+STALE = "10 minutes"
+_EXPIRE = text(f"""
+UPDATE imports SET status = 'failed', finished_at = now(), errors = errors || CAST(:error AS jsonb)
+WHERE status = 'running' AND updated_at < now() - interval '{STALE}'
+""")
+_DIED = orjson.dumps([{"row": None, "column": None, "value": None, "message": (
+    "the import stopped with the service that ran it; rows committed before are kept: upload the file again "
+    "to import the rest")}]).decode()
+
 _CLAIM = text("""
 INSERT INTO imports (id, sha256, key_id, format, status, atomic, rows)
 VALUES (:id, :sha256, :key_id, :format, 'running', :atomic, :rows)
@@ -110,6 +121,7 @@ async def claim(conn: AsyncConnection, *, import_id: str, sha256: str, key_id: s
     """Record a new import; None when it is new, else the id of the earlier import of the same file by the
     same key (running or done), which answers for this one."""
     params = {"id": import_id, "sha256": sha256, "key_id": key_id, "format": kind, "atomic": atomic, "rows": rows}
+    await conn.execute(_EXPIRE, {"error": _DIED})
     if (await conn.execute(_CLAIM, params)).first() is not None:
         return None
     earlier = (await conn.execute(_EARLIER, params)).first()
@@ -125,7 +137,7 @@ async def save(conn: AsyncConnection, summary: Summary) -> None:
         UPDATE imports SET status = :status, rows = :rows, rows_done = :done, accepted = :accepted,
                created = :created, updated = :updated, unchanged = :unchanged, retracted = :retracted,
                rejected = :rejected, errors = CAST(:errors AS jsonb),
-               finished_at = CASE WHEN :finished THEN now() END
+               updated_at = now(), finished_at = CASE WHEN :finished THEN now() END
         WHERE id = :id
     """), {**summary.counts(), "status": summary.status, "done": summary.done, "id": summary.id,
            "errors": orjson.dumps([error_dict(e) for e in summary.errors]).decode(),
@@ -133,6 +145,7 @@ async def save(conn: AsyncConnection, summary: Summary) -> None:
 
 
 async def find(conn: AsyncConnection, import_id: str) -> Row[Any] | None:
+    await conn.execute(_EXPIRE, {"error": _DIED})
     return (await conn.execute(text("SELECT * FROM imports WHERE id = :id"), {"id": import_id})).first()
 
 

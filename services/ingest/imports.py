@@ -211,7 +211,7 @@ async def _in_background(state: IngestState, job: Job, kind: str, upload: Upload
 
 
 async def _answer(state: IngestState, import_id: str, *, again: bool = False) -> Response:
-    async with state.engine.connect() as conn:
+    async with transaction(state.engine) as conn:
         row = await find(conn, import_id)
     if row is None:
         raise NotFound("no such import is visible to this API key")
@@ -234,7 +234,7 @@ async def get_import(
     state: AppState, principal: Submitter,
     import_id: Annotated[str, Path(max_length=64, pattern=r"^imp_[0-9a-f]{32}$")],
 ) -> Response:
-    async with state.engine.connect() as conn:
+    async with transaction(state.engine) as conn:
         row = await find(conn, import_id)
     if row is None or not _mine(principal, row.key_id):
         raise NotFound("no such import is visible to this API key")

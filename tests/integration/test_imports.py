@@ -218,3 +218,17 @@ async def test_a_large_file_is_imported_in_the_background(stack: Stack, hierarch
     assert counts(body) == (6002, 6001, 6001, 0, 0, 0, 1) and body["status"] == "done"
     assert [(e["row"], e["column"]) for e in body["errors"]] == [(6003, "D")]
     assert len(await stored(stack)) == 6001
+
+
+async def test_an_import_whose_process_died_no_longer_answers_for_its_file(stack: Stack) -> None:
+    key = await stack.create_key()
+    data = csv("unit,indicator,period,value", "803,cccd_issued,2024-07,100")
+    async with running(create_app(no_relay(stack))) as client:
+        first = (await upload(client, key, data)).json()
+        # as a SIGKILLed ingest leaves it: running, its progress silent for an hour
+        await stack.execute("UPDATE imports SET status = 'running', updated_at = now() - interval '1 hour'")
+        again = await upload(client, key, data)
+        assert again.status_code == 201 and again.json()["id"] != first["id"]
+        assert counts(again.json()) == (1, 1, 0, 0, 1, 0, 0)  # what the dead import stored stands
+        dead = (await client.get(f"/v1/imports/{first['id']}", headers=auth(key))).json()
+    assert dead["status"] == "failed" and "upload the file again" in dead["errors"][-1]["message"]

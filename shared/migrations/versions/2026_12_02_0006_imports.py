@@ -4,7 +4,8 @@
 first import instead of importing twice; a refused file (status `failed`, nothing stored) is not
 remembered for that, so a corrected request with the same file is imported. A partial unique index
 makes two identical uploads at the same moment one import. The counts and the first 1,000 errors are
-the summary `GET /v1/imports/{id}` shows; `rows_done` is its progress while the import runs.
+the summary `GET /v1/imports/{id}` shows; `rows_done` is its progress while the import runs, and
+`updated_at` its heartbeat: an import that has not moved for minutes died with its process.
 
 `ix_outbox_key` finds the latest accepted event of a key (edition, unit, indicator, period): an import
 row equal to it is `unchanged` and adds no event, so re-importing an export changes nothing.
@@ -44,6 +45,7 @@ def upgrade() -> None:
         rejected    integer     NOT NULL DEFAULT 0,
         errors      jsonb       NOT NULL DEFAULT '[]',
         created_at  timestamptz NOT NULL DEFAULT now(),
+        updated_at  timestamptz NOT NULL DEFAULT now(),
         finished_at timestamptz
     )""")
     op.execute("CREATE UNIQUE INDEX uq_imports_file ON imports (sha256, format, coalesce(key_id, '')) "
