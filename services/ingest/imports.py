@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,7 @@ log = logging.getLogger("d06.ingest.imports")
 router = APIRouter(prefix="/v1", tags=["imports"])
 
 MAX_ROWS = 1_000_000
+_IMPORT_ID = re.compile(r"imp_[0-9a-f]{32}")
 #: Above either, the import runs in the background and the answer is 202 (docs/files.md).
 SYNC_ROWS = 5000
 SYNC_BYTES = 1 << 20
@@ -232,8 +234,10 @@ async def _answer(state: IngestState, import_id: str, *, again: bool = False) ->
 )
 async def get_import(
     state: AppState, principal: Submitter,
-    import_id: Annotated[str, Path(max_length=64, pattern=r"^imp_[0-9a-f]{32}$")],
+    import_id: Annotated[str, Path(description="The `id` of the import's answer.", examples=["imp_4f0c…"])],
 ) -> Response:
+    if not _IMPORT_ID.fullmatch(import_id):  # could not have been given: never quoted back
+        raise NotFound("no such import is visible to this API key")
     async with transaction(state.engine) as conn:
         row = await find(conn, import_id)
     if row is None or not _mine(principal, row.key_id):
