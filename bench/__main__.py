@@ -1,7 +1,7 @@
 """`make bench` (`python -m bench`): d06 measured as a ministry would before a national rollout.
 
 Sets up its own PostgreSQL, broker, schema, hierarchy (the whole legacy edition) and catalogue, starts the
-three services as processes and runs the six scenarios of docs/performance.md, in the order that lets
+three services as processes and runs the seven scenarios of docs/performance.md, in the order that lets
 each one see only its own traffic: the aggregate scenario needs a topic nobody consumed yet, and the
 ingest scenario runs last, with the aggregator stopped, so its million events are nobody's backlog.
 Prints the table (scenario | figure | target | measured) and writes bench/results/<timestamp>.json.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import aggregate, freshness, ingest, national, query
+from bench import aggregate, freshness, imports, ingest, national, query
 from bench.config import FULL, SMOKE, Sizes
 from bench.report import Figure, Run, speed_probe, table
 from bench.stack import SERVICES, BenchStack, note, step
@@ -69,6 +69,8 @@ async def scenarios(stack: BenchStack, sizes: Sizes, run: Run, install: bool) ->
         run.add(Figure("6 memory", f"{name}: peak resident memory", kib / 1024 if kib else None, "MiB"))
     note(", ".join(f"{name} {kib / 1024:,.0f} MiB" for name, kib in memory.items()))
     run.details["memory_kib"] = memory
+    # Last: it restarts ingest and the aggregator, and its files would be every other scenario's backlog.
+    await measure("imports", imports.scenario(stack, sizes, legacy))
 
 
 def main(argv: list[str] | None = None) -> int:

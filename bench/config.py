@@ -22,11 +22,12 @@ class Sizes:
     query_warmup: float = 3.0
     query_seconds: float = 20.0
     national_repeats: int = 20
+    import_rows: tuple[int, ...] = (100_000, 1_000_000)  # scenario 7's files, in this order
 
 
 FULL = Sizes("full", communes=None)
 SMOKE = Sizes(
     "smoke", communes=300, batch=100, ingest_clients=2, ingest_warmup=0.2, ingest_seconds=1.0,
     freshness_rate=200, freshness_batch=20, freshness_seconds=2.0, query_clients=4, query_warmup=0.2,
-    query_seconds=1.0, national_repeats=2,
+    query_seconds=1.0, national_repeats=2, import_rows=(2_000, 6_000),
 )

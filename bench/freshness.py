@@ -129,9 +129,7 @@ async def _drain(stack: BenchStack) -> None:
     """Everything accepted applied, so the next scenarios read a settled read model."""
     conn = await stack.connect()
     try:
-        progress = Progress(conn, stack.topic, stack.group)
-        produced = await progress.wait_published(within=120)
-        if await progress.wait_applied(produced, within=120, interval=0.1) is None:
+        if not await Progress(conn, stack.topic, stack.group).drained(within=120):
             raise RuntimeError("the aggregator did not catch up within 120 s after the steady load")
     finally:
         await conn.close()

@@ -324,3 +324,9 @@ class Progress:
                 return time.monotonic()
             await asyncio.sleep(interval)
         return None
+
+    async def drained(self, within: float) -> bool:
+        """Until everything in the outbox is published and applied (each step within `within` s); False
+        when the aggregator did not catch up."""
+        produced = await self.wait_published(within=within)
+        return await self.wait_applied(produced, within=within, interval=0.1) is not None

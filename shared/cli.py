@@ -19,6 +19,7 @@ from shared.crosswalk_cli import add_commands as add_crosswalk_commands
 from shared.crosswalk_db import store_crosswalk
 from shared.db import make_engine, transaction
 from shared.hierarchy import Edition, fetch_hierarchy, read_dataset, store_units
+from shared.import_cli import add_command as add_import_command
 from shared.keys import KeyRefused, KeyRequest
 from shared.settings import CommonSettings
 
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(fn=cmd_rollups_verify)
 
     add_crosswalk_commands(sub, _with_db)
+    add_import_command(sub)
 
     replay = sub.add_parser("replay", help="republish accepted events from the outbox")
     replay.add_argument("--from-seq", type=int, required=True)

@@ -120,6 +120,10 @@ class PayloadTooLarge(Problem):
     status, slug, title = 413, "payload-too-large", "The request body is too large"
 
 
+class UnsupportedMediaType(Problem):
+    status, slug, title = 415, "unsupported-media-type", "The body is not of a type this route takes"
+
+
 class TooManyRequests(Problem):
     status, slug, title = 429, "rate-limited", "Too many requests"
 

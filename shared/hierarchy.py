@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -159,6 +160,9 @@ class Hierarchy:
 
     def __len__(self) -> int:
         return len(self._units)
+
+    def __iter__(self) -> Iterator[Unit]:
+        return iter(self._units.values())
 
     def get(self, edition: str, code: str) -> Unit | None:
         return self._units.get((edition, code))

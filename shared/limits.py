@@ -13,7 +13,7 @@ import math
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -97,18 +97,21 @@ class BodyLimitMiddleware:
     whole before validating it, so without this a client could make any JSON route buffer gigabytes.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, paths: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        # Routes that take files (POST /v1/imports) get their own, larger limit; they stream the body to disk.
+        self.paths = dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""), self.limit)
         for name, value in scope.get("headers") or []:
             # A Content-Length that is not a number never gets here: the HTTP server refuses it with 400.
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(scope, send, int(value))
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(scope, send, int(value), limit)
                 return
         received = 0
 
@@ -117,18 +120,18 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, counted, send)
 
-    async def _refuse(self, scope: Scope, send: Send, declared: int) -> None:
+    async def _refuse(self, scope: Scope, send: Send, declared: int, limit: int) -> None:
         state = scope.setdefault("state", {})
         state["problem"] = PayloadTooLarge.slug
         body = problem_bytes(
             PayloadTooLarge.status, PayloadTooLarge.slug, PayloadTooLarge.title,
-            f"the body is {declared:,} bytes; the limit is {self.limit:,}",
+            f"the body is {declared:,} bytes; the limit is {limit:,}",
             instance=scope.get("path", ""), request_id=state.get("request_id"),
         )
         await send({

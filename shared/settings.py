@@ -71,6 +71,8 @@ class CommonSettings(BaseSettings):
 class IngestSettings(CommonSettings):
     database_url: str = Field(DEV_DATABASE_URL, validation_alias=env("INGEST_DATABASE_URL", "DATABASE_URL"))
     max_body_bytes: int = Field(8 * 1024 * 1024, validation_alias=env("INGEST_MAX_BODY_BYTES"))
+    # POST /v1/imports alone (DESIGN §9: 100 MB a file), streamed to a temporary file, never held in memory.
+    max_import_bytes: int = Field(100 * 1024 * 1024, validation_alias=env("INGEST_MAX_IMPORT_BYTES"))
     db_role: DbRole = Field("d06_ingest", validation_alias=env("INGEST_DB_ROLE"))
     # Per-key token bucket (shared/limits.py), per replica: requests a second sustained, and at once.
     # Generous by default so benchmarks are not throttled; 0 turns it off. The prod overlay sets production

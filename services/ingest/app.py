@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from services.ingest.admin import router as admin_router
 from services.ingest.api import router
+from services.ingest.imports import router as imports_router
 from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import Relay
 from services.ingest.state import IngestState
@@ -61,9 +62,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     # Added before observability, so it runs inside it: a 413 carries the request id too.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
+                       paths={"/v1/imports": settings.max_import_bytes})
     install_observability(app, registry, _readiness_checks(app))
     app.include_router(router)
+    app.include_router(imports_router)
     app.include_router(admin_router)
     return app
 
@@ -92,7 +95,10 @@ def _lifespan(
             with rare_collections():
                 yield
         finally:
-            # Reverse order of acquisition: the relay still needs the engine to mark its last batch.
+            # Reverse order of acquisition: imports and the relay still need the engine to record their end.
+            for task in list(state.imports):
+                task.cancel()
+            await asyncio.gather(*state.imports, return_exceptions=True)
             if state.relay is not None and relay_task is not None:
                 await state.relay.shutdown(relay_task)
             hierarchy_task.cancel()

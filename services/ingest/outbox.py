@@ -63,6 +63,33 @@ async def stored_hashes(conn: AsyncConnection, event_ids: Sequence[str]) -> dict
     return {r.event_id: (r.seq, r.content_hash) for r in rows}
 
 
+# The latest event of each key, by the index of migration 0006 (one descent per key).
+_LATEST = text("""
+SELECT k.edition, k.unit, k.indicator, k.period, l.content_hash, l.withdrawn
+FROM unnest(CAST(:editions AS text[]), CAST(:units AS text[]), CAST(:indicators AS text[]),
+            CAST(:periods AS text[])) AS k(edition, unit, indicator, period)
+CROSS JOIN LATERAL (
+    SELECT o.content_hash, (o.num IS NULL AND o.den IS NULL) AS withdrawn FROM outbox o
+    WHERE (o.edition, o.unit, o.indicator, o.period) = (k.edition, k.unit, k.indicator, k.period)
+    ORDER BY o.seq DESC LIMIT 1
+) AS l
+""")
+
+
+async def latest_contents(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str, str, str]]
+) -> dict[tuple[str, str, str, str], tuple[str, bool]]:
+    """{(edition, unit, indicator, period): (content_hash, withdrawn)} of the latest event of each key that
+    has one (withdrawn: it retracted the value)."""
+    distinct = list(dict.fromkeys(keys))
+    if not distinct:
+        return {}
+    editions, units, indicators, periods = (list(column) for column in zip(*distinct, strict=True))
+    rows = await conn.execute(_LATEST, {"editions": editions, "units": units, "indicators": indicators,
+                                        "periods": periods})
+    return {(r.edition, r.unit, r.indicator, r.period): (r.content_hash, r.withdrawn) for r in rows}
+
+
 async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | None:
     """One event with what its status derives from (CONTRACTS.md): dead letter, rollup, publication."""
     result = await conn.execute(

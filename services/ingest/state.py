@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +25,7 @@ class IngestState:
     limiter: RateLimiter
     keeper: HierarchyKeeper
     relay: Relay | None = None
+    imports: set[asyncio.Task[None]] = field(default_factory=set)  # large files importing in the background
 
     @property
     def hierarchy(self) -> Hierarchy | None:

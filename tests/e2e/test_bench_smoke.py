@@ -31,7 +31,7 @@ def test_the_benchmark_runs_every_scenario(stack: Stack, tmp_path: Path) -> None
     assert report["profile"] == "smoke" and report["failed"] is False
     measured = {(f["scenario"], f["figure"]): f["measured"] for f in report["figures"]}
     assert {scenario for scenario, _ in measured} == {
-        "1 ingest", "2 aggregate", "3 freshness", "4 query", "5 national", "6 memory"}
+        "1 ingest", "2 aggregate", "3 freshness", "4 query", "5 national", "6 memory", "7 imports"}
     # CPU is counted in clock ticks (10 ms): a tiny run may use none of PostgreSQL's.
     assert all(isinstance(v, int | float) and (v > 0 or ("CPU" in figure and v == 0))
                for (_, figure), v in measured.items()), measured

@@ -26,7 +26,7 @@ ROWS: list[dict[str, OutCell]] = [
      "value": Decimal("87700"), "source": "reported", "comment": "Sơ kết 6 tháng và tháng 7/2024"},
     {"unit": "00004", "name": "Phường Ba Đình", "level": "commune", "indicator": "vneid_share", "period": "2024-Q3",
      "numerator": Decimal("1234.5"), "denominator": Decimal("90412"), "source": "reported", "flags": "rule"},
-    {"unit": "01", "name": "Hà Nội", "level": "province", "indicator": "dvc_online", "period": "2024-H1",
+    {"unit": "01", "name": "Hà Nội", "level": "province", "indicator": "residence_notice_deployed", "period": "2024-H1",
      "value": True, "comment": None},
     {"unit": "01", "name": "Hà Nội", "level": "province", "indicator": "cccd_issued", "period": "2024-07-15",
      "value": Decimal("0"), "comment": None},
