@@ -79,6 +79,7 @@ class Prepared:
     rows: list[Row] = field(default_factory=list)
     validation: BatchValidation = field(default_factory=lambda: BatchValidation([], []))
     refused: list[FileError] = field(default_factory=list)
+    derived: list[Row] = field(default_factory=list)  # rows of d06's own figures: counted unchanged
     read: int = 0  # rows of the file this chunk covers, refused ones included
 
 
@@ -89,10 +90,22 @@ def _edition(cells: dict[str, Cell], period_end: Any) -> str | None:
     return edition_for(period_end).value if period_end is not None else None
 
 
-def to_event(row: Row, columns: dict[str, str], catalog: Catalog, units: Units) -> dict[str, Any] | FileError:
-    """The event a row stands for, or the error of the first cell that cannot be read."""
+class Derived:
+    """A row an export marked as d06's own figure (`source: computed`, `basis: reexpressed`): a sum or a
+    re-expression d06 keeps computing, never a figure anyone reported. Importing it again changes nothing."""
+
+
+DERIVED = Derived()
+
+
+def to_event(
+    row: Row, columns: dict[str, str], catalog: Catalog, units: Units
+) -> dict[str, Any] | FileError | Derived:
+    """The event a row stands for, DERIVED, or the error of the first cell that cannot be read."""
     cells = row.cells
     current = "unit"
+    if parse_text(cells.get("source")) == "computed" or parse_text(cells.get("basis")) == "reexpressed":
+        return DERIVED
     try:
         event: dict[str, Any] = {}
         for name in ("indicator", "event_id", "edition", "comment"):
@@ -111,6 +124,8 @@ def to_event(row: Row, columns: dict[str, str], catalog: Catalog, units: Units) 
         indicator = catalog.get(str(event.get("indicator", "")))
         measure = indicator.measure if indicator else None
         given = [f for f in FIGURES if not is_empty(cells.get(f))]
+        if measure is Measure.RATIO and {"numerator", "denominator"} <= set(given):
+            given = [f for f in given if f != "value"]  # the percentage an export writes beside them
         for name in given:
             current = name
             boolean = measure is Measure.BOOLEAN and name == "value"
@@ -135,6 +150,9 @@ def prepare(rows: Iterator[Row | FileError], size: int, columns: dict[str, str],
         event = item if isinstance(item, FileError) else to_event(item, columns, ctx.catalog, units)
         if isinstance(event, FileError):
             chunk.refused.append(event)
+        elif isinstance(event, Derived):
+            assert isinstance(item, Row)
+            chunk.derived.append(item)
         else:
             assert isinstance(item, Row)
             chunk.rows.append(item)

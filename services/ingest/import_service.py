@@ -5,8 +5,11 @@ created, updated, unchanged and retracted compare each valid row with the latest
 key (edition, unit, indicator, period) — in the outbox, or earlier in the same file:
 - no value stands for the key (no event, or the latest withdrew it): `created`, or `unchanged` for a
   row that withdraws nothing;
-- the row says what the latest event says (same figures and comment: validation's content hash):
-  `unchanged`, and no event is added, so importing an export again changes nothing;
+- the row says what the latest event says (the same figures, and the same comment or none: an export
+  carries figures, not comments): `unchanged`, and no event is added, so importing an export again
+  changes nothing;
+- a row an export marked as d06's own figure (`source: computed`, `basis: reexpressed`): `unchanged`,
+  never submitted (a sum d06 computes must not come back as a reported figure);
 - otherwise `updated`, or `retracted` for a row without a figure.
 A row with its own event_id is always submitted, so that a resend is answered as POST /v1/events answers
 it (`unchanged` when the outbox holds it already, a conflict when it holds other content).
@@ -174,13 +177,14 @@ async def _store(conn: AsyncConnection, chunk: Prepared, columns: dict[str, str]
         key = _key(event)
         withdraws = event.num is None and event.den is None
         previous = latest.get(key)
-        if previous is None or previous[1]:
+        if previous is None or (previous.num is None and previous.den is None):
             result = "unchanged" if withdraws else "created"
-        elif previous[0] == event.content_hash:
+        elif (previous.num, previous.den) == (event.num, event.den) and event.comment in (None, previous.comment):
+            # A row without a comment keeps the one stored: an export carries figures, not comments.
             result = "unchanged"
         else:
             result = "retracted" if withdraws else "updated"
-        latest[key] = (event.content_hash, withdraws)
+        latest[key] = outbox.Latest(event.num, event.den, event.comment or (previous.comment if previous else None))
         results[event.index] = result
         if result != "unchanged" or event.event_id is not None:
             submitted.append(event)
@@ -197,6 +201,9 @@ async def _store(conn: AsyncConnection, chunk: Prepared, columns: dict[str, str]
     for index, result in results.items():
         setattr(summary, result, getattr(summary, result) + 1)
         summary.note(chunk.rows[index].number, result)
+    for row in chunk.derived:
+        summary.unchanged += 1
+        summary.note(row.number, "unchanged")
 
 
 def _key(event: ValidEvent) -> Key:

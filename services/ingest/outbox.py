@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Row, text
@@ -65,29 +66,36 @@ async def stored_hashes(conn: AsyncConnection, event_ids: Sequence[str]) -> dict
 
 # The latest event of each key, by the index of migration 0006 (one descent per key).
 _LATEST = text("""
-SELECT k.edition, k.unit, k.indicator, k.period, l.content_hash, l.withdrawn
+SELECT k.edition, k.unit, k.indicator, k.period, l.num, l.den, l.comment
 FROM unnest(CAST(:editions AS text[]), CAST(:units AS text[]), CAST(:indicators AS text[]),
             CAST(:periods AS text[])) AS k(edition, unit, indicator, period)
 CROSS JOIN LATERAL (
-    SELECT o.content_hash, (o.num IS NULL AND o.den IS NULL) AS withdrawn FROM outbox o
+    SELECT o.num, o.den, o.comment FROM outbox o
     WHERE (o.edition, o.unit, o.indicator, o.period) = (k.edition, k.unit, k.indicator, k.period)
     ORDER BY o.seq DESC LIMIT 1
 ) AS l
 """)
 
 
+class Latest(NamedTuple):
+    """What the latest accepted event of a key says: its figures (both None: it withdrew the value)."""
+
+    num: Decimal | None
+    den: Decimal | None
+    comment: str | None
+
+
 async def latest_contents(
     conn: AsyncConnection, keys: Sequence[tuple[str, str, str, str]]
-) -> dict[tuple[str, str, str, str], tuple[str, bool]]:
-    """{(edition, unit, indicator, period): (content_hash, withdrawn)} of the latest event of each key that
-    has one (withdrawn: it retracted the value)."""
+) -> dict[tuple[str, str, str, str], Latest]:
+    """{(edition, unit, indicator, period): Latest} of each key that has an accepted event."""
     distinct = list(dict.fromkeys(keys))
     if not distinct:
         return {}
     editions, units, indicators, periods = (list(column) for column in zip(*distinct, strict=True))
     rows = await conn.execute(_LATEST, {"editions": editions, "units": units, "indicators": indicators,
                                         "periods": periods})
-    return {(r.edition, r.unit, r.indicator, r.period): (r.content_hash, r.withdrawn) for r in rows}
+    return {(r.edition, r.unit, r.indicator, r.period): Latest(r.num, r.den, r.comment) for r in rows}
 
 
 async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | None:

@@ -44,6 +44,9 @@ COLUMNS: tuple[Column, ...] = (
 )
 BY_FIELD = {c.field: c for c in COLUMNS}
 IMPORTED = tuple(c.field for c in COLUMNS if c.imported)
+# Written by the export and read back, never submitted: they tell a figure d06 derived (a computed sum, a
+# re-expressed value) from one a unit reported, so that importing an export again submits only the latter.
+PROVENANCE = ("source", "basis")
 REQUIRED = ("unit", "indicator", "period")
 
 
@@ -114,7 +117,7 @@ def map_header(raw: Sequence[Cell]) -> Header:
                                     f"{_named(column)}: keep one"))
         else:
             seen[column.field] = letter
-            if column.imported:
+            if column.imported or column.field in PROVENANCE:
                 positions.append((index, column.field))
     missing = [f for f in REQUIRED if f not in seen]
     if "value" not in seen and "numerator" not in seen:
