@@ -98,6 +98,8 @@ class AggregateSettings(CommonSettings):
     session_timeout_ms: int = Field(10000, ge=1000, validation_alias=env("AGGREGATE_SESSION_TIMEOUT_MS"))
     heartbeat_interval_ms: int = Field(3000, ge=300, validation_alias=env("AGGREGATE_HEARTBEAT_INTERVAL_MS"))
     db_role: DbRole = Field("d06_aggregate", validation_alias=env("AGGREGATE_DB_ROLE"))
+    # Rules and outliers in the batch's transaction (DESIGN §8); false only to measure what they cost.
+    quality: bool = Field(True, validation_alias=env("AGGREGATE_QUALITY"))
 
 
 class QuerySettings(CommonSettings):
