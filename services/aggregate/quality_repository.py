@@ -1,4 +1,8 @@
-"""The quality flags' SQL, inside the batch's transaction (nothing here commits): two reads, two writes."""
+"""The quality flags' SQL, inside the batch's transaction (nothing here commits): three reads, two writes.
+
+Most targets of a batch hold, and most of those were never open: the flags open on the batch's units are
+read first (a handful of rows, through the partial index), so that only what changes is written.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,12 @@ WHERE f.status = 'resolved'
       IS DISTINCT FROM (excluded.left_value, excluded.right_value, excluded.score, excluded.constant_history)
 """)
 
+_OPEN_ON = text("""
+SELECT f.edition, f.unit, f.kind, f.code, f.period, f.left_value, f.right_value, f.score, f.constant_history
+FROM json_to_recordset(CAST(:units AS json)) AS t(e text, u text)
+JOIN quality_flags f ON f.edition = t.e AND f.unit = t.u AND f.status = 'open'
+""")
+
 _RESOLVE = text("""
 UPDATE quality_flags f SET status = 'resolved', resolved_at = now(), updated_at = now()
 FROM json_to_recordset(CAST(:keys AS json)) AS t(e text, u text, k text, c text, p text)
@@ -61,6 +71,17 @@ async def load_reported(conn: AsyncConnection, spans: dict[Series, tuple[str, st
     document = _document([{"e": e, "u": u, "i": i, "lo": lo, "hi": hi} for (e, u, i), (lo, hi) in spans.items()])
     result = await conn.execute(_REPORTED, {"spans": document})
     return {(r[0], r[1], r[2], r[3]): r[4] for r in result}
+
+
+Held = tuple[Decimal | None, Decimal | None, Decimal | None, bool]  # left, right, score, constant history
+
+
+async def open_on(conn: AsyncConnection, units: Collection[tuple[str, str]]) -> dict[FlagKey, Held]:
+    """The flags open on these (edition, unit), with their values."""
+    if not units:
+        return {}
+    result = await conn.execute(_OPEN_ON, {"units": _document([{"e": e, "u": u} for e, u in units])})
+    return {(r[0], r[1], r[2], r[3], r[4]): (r[5], r[6], r[7], r[8]) for r in result}
 
 
 async def open_flags(conn: AsyncConnection, flags: Collection[Flag]) -> None:

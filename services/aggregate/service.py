@@ -193,5 +193,7 @@ async def flag_batch(
                 else:
                     reported[key] = row.reported.num
         check_outliers(series, plan.scored, reported.get, verdicts)
-    await flags_repo.open_flags(conn, verdicts.open)
-    await flags_repo.resolve_flags(conn, verdicts.clear)
+    held = await flags_repo.open_on(conn, {k[:2] for k in verdicts.clear} | {f.key[:2] for f in verdicts.open})
+    await flags_repo.open_flags(conn, [
+        f for f in verdicts.open if held.get(f.key) != (f.left, f.right, f.score, f.constant_history)])
+    await flags_repo.resolve_flags(conn, [k for k in verdicts.clear if k in held])

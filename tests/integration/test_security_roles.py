@@ -125,6 +125,7 @@ def _granted() -> list[str]:
 
     migration = import_module("shared.migrations.versions.2026_11_22_0002_service_roles")
     crosswalk = import_module("shared.migrations.versions.2026_12_02_0005_crosswalk")
+    quality = import_module("shared.migrations.versions.2026_12_02_0007_quality_flags")
     return [privileges for tables in migration.GRANTS.values() for privileges in tables.values()] + list(
         crosswalk.GRANTS.values()
-    )
+    ) + list(quality.GRANTS.values())
