@@ -172,6 +172,8 @@ def cmd_quality_verify(args: argparse.Namespace) -> int:
     from shared.quality_verify import verify_quality
 
     async def body(conn: Any) -> int:
+        # The flags and the values they are checked against from one snapshot, while the aggregator works.
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         found = await verify_quality(conn, await fetch_hierarchy(conn), load_catalog())
         for d in found[: args.max_print]:
             print(d)

@@ -12,6 +12,9 @@ Figures (legacy Long An 80, Bến Lức 803 and its communes 27991, 27994, 27997
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import uuid
 
 from services.aggregate.quality import FlagKey
@@ -29,7 +32,7 @@ from tests.fixtures.aggregator import (
     produce,
     record_in_outbox,
 )
-from tests.fixtures.infra import Stack
+from tests.fixtures.infra import ROOT, Stack
 
 JAN = "2024-01"
 
@@ -110,6 +113,22 @@ async def test_flags_open_resolve_and_reopen_as_values_arrive(stack: Stack, hier
         assert not [k for k in flags if k[3] == "vneid_l2_activated_within_cccd"]
     await quality_verified(stack, hierarchy)
     await no_differences(stack, hierarchy)
+
+    # The command an operator runs: clean, then one corrupted flag named with both values.
+    clean = await asyncio.to_thread(_quality_verify, stack)
+    assert (clean.returncode, clean.stdout.strip()) == (0, "quality flags verified: no difference")
+    await stack.execute("UPDATE quality_flags SET left_value = 41 WHERE unit = '803' AND code = $1",
+                        "essential_services_within_list")
+    broken = await asyncio.to_thread(_quality_verify, stack)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert broken.stdout.splitlines() == [
+        "legacy/803 rule essential_services_within_list 2024-01: stored=open left=41 right=25 "
+        "recomputed=open left=40 right=25"]
+
+
+def _quality_verify(stack: Stack) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shared.cli", "quality", "verify"], env=stack.env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, check=False)
 
 
 async def test_without_quality_the_aggregator_writes_no_flags(stack: Stack, hierarchy: Hierarchy) -> None:
