@@ -57,6 +57,12 @@ class Indicator(BaseModel):
             raise ValueError(f"{self.code}: `components` is required for ratios and only for them")
         return self
 
+    @model_validator(mode="after")
+    def _outliers_only_for_amounts(self) -> Indicator:
+        if self.outliers and self.measure not in (Measure.FLOW, Measure.STOCK):
+            raise ValueError(f"{self.code}: `outliers` scores amounts (flows and stocks), not a {self.measure.value}")
+        return self
+
     @property
     def time_rollup(self) -> Literal["sum", "latest"]:
         """How native periods combine into a coarser one (DESIGN §2)."""

@@ -140,12 +140,16 @@ def period_containing(day: date, ptype: PeriodType) -> Period:
 
 def parse_period(code: str) -> Period:
     """Parse a period code, or raise PeriodError with a message a person understands."""
+    return _parse(code, window=True)
+
+
+def _parse(code: str, *, window: bool) -> Period:
     for pattern, ptype in _PATTERNS:
         match = pattern.match(code)
         if not match:
             continue
         year = int(match.group(1))
-        if not MIN_YEAR <= year <= MAX_YEAR:
+        if window and not MIN_YEAR <= year <= MAX_YEAR:
             raise PeriodError(f"year {year} is outside the accepted window {MIN_YEAR}–{MAX_YEAR}")
         try:
             match ptype:
@@ -174,7 +178,7 @@ _MONTHS = {PeriodType.MONTH: 1, PeriodType.QUARTER: 3, PeriodType.HALF: 6, Perio
 def shift(code: str, steps: int) -> str:
     """The period `steps` periods of the same type after `code` (before it when negative): `previous()` of a
     rule and the history of an outlier walk native periods this way, across year ends."""
-    period = parse_period(code)
+    period = _parse(code, window=False)  # the month after December 2100 exists, though nobody reports it
     if period.type is PeriodType.DAY:
         return (period.start + timedelta(days=steps)).isoformat()
     index = period.start.year * 12 + period.start.month - 1 + steps * _MONTHS[period.type]

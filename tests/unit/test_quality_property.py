@@ -147,3 +147,12 @@ def test_a_correction_twelve_months_back_re_scores_the_value_whose_window_holds_
     store.apply([_event(21, months[1], 0)])  # the oldest month of its window, corrected
     assert flag not in store.flags  # z = 1 / (1.253314 · 10/12) ≈ 0.96: in line now
     assert store.flags.keys() == expected_flags(store.reported(), HIERARCHY, CATALOG).keys()
+
+
+def test_the_last_month_of_the_window_has_a_following_month_to_check() -> None:
+    store = Store()  # previous() rules move the month after 2100-12, which no event may name
+    store.apply([AcceptedEvent(seq=1, event_id="e1", edition="legacy", unit="27991", province="80",
+                               indicator="cccd_issued", period="2100-12", num=Decimal(5), den=None, accepted_at=T0)])
+    assert store.flags == {}
+    assert [shift("2024-01", -1), shift("2024-H1", -1), shift("2024-Q4", 1), shift("2100-12", 1)] == [
+        "2023-12", "2023-H2", "2025-Q1", "2101-01"]
