@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.expressions import ExpressionError, Node, Ref, evaluate, parse, refs
+from shared.expressions import ExpressionError, Node, Num, Ref, evaluate, parse, refs
 
 if TYPE_CHECKING:
     from shared.catalog import Indicator
@@ -92,6 +92,7 @@ class Rule:
     left_refs: tuple[Ref, ...]
     right_refs: tuple[Ref, ...]
     has_denominator: Mapping[str, bool]  # indicator -> whether its value is 100·num/den
+    distinct_refs: tuple[Ref, ...]  # each value read once, however often the sides name it
 
     @property
     def code(self) -> str:
@@ -111,10 +112,8 @@ class Rule:
 
     def check(self, lookup: Lookup) -> Outcome:
         """Violated (with both sides), or not: held, skipped, or nothing to check."""
-        values: dict[Ref, Decimal | None] = {}
-        for ref in (*self.left_refs, *self.right_refs):
-            if ref not in values:
-                values[ref] = _part(lookup(ref.code, ref.previous), ref, self.has_denominator[ref.code])
+        values = {ref: _part(lookup(ref.code, ref.previous), ref, self.has_denominator[ref.code])
+                  for ref in self.distinct_refs}
         if all(v is None for v in values.values()):
             return SKIPPED
         missing = self.spec.missing
@@ -124,13 +123,22 @@ class Rule:
             side and all(values[r] is None for r in side) for side in (self.left_refs, self.right_refs)
         ):
             return SKIPPED
-        left = evaluate(self.left, lambda r: values[r] or _ZERO)
-        right = evaluate(self.right, lambda r: values[r] or _ZERO)
+        left = _side(self.left, values)
+        right = _side(self.right, values)
         if left is None or right is None:
             return SKIPPED
         if _OPERATORS[self.spec.operator](left, right):
             return SKIPPED
         return Outcome(True, left, right)
+
+
+def _side(node: Node, values: Mapping[Ref, Decimal | None]) -> Decimal | None:
+    """One side's value; a lone value or number (most rules) needs no arithmetic context."""
+    if isinstance(node, Ref):
+        return values[node] or _ZERO
+    if isinstance(node, Num):
+        return node.value
+    return evaluate(node, lambda r: values[r] or _ZERO)
 
 
 def _part(amount: Amount | None, ref: Ref, has_denominator: bool) -> Decimal | None:
@@ -170,4 +178,4 @@ def compile_rule(spec: RuleSpec, indicators: Mapping[str, Indicator]) -> Rule:
     if all(r.previous for r in (*left_refs, *right_refs)):
         raise RuleError(f"rule {spec.code}: reads only previous periods")
     has_den = {r.code: indicators[r.code].has_denominator for r in (*left_refs, *right_refs)}
-    return Rule(spec, left, right, left_refs, right_refs, has_den)
+    return Rule(spec, left, right, left_refs, right_refs, has_den, tuple(dict.fromkeys((*left_refs, *right_refs))))

@@ -71,13 +71,13 @@ class QualityPlan:
                     targets.add((rule, edition, unit, after))
         return targets
 
-    def outlier_targets(self, reported: Iterable[Key]) -> dict[Series, set[str]]:
-        """Series scored for outliers -> the periods whose flag the batch's reported values may move."""
+    def outlier_targets(self, reported: Iterable[Key]) -> dict[Series, tuple[set[str], set[str]]]:
+        """Series scored for outliers -> (the periods the batch reported, those whose flag it may move)."""
         changed: dict[Series, set[str]] = defaultdict(set)
         for edition, unit, indicator, period in reported:
             if indicator in self.scored:
                 changed[(edition, unit, indicator)].add(period)
-        return {s: outliers.affected(periods, self.scored[s[2]]) for s, periods in changed.items()}
+        return {s: (periods, outliers.affected(periods, self.scored[s[2]])) for s, periods in changed.items()}
 
     def outlier_spans(self, reported: Iterable[Key]) -> dict[Series, tuple[str, str]]:
         """For each series, the first and last period whose reported value the targets read."""
@@ -96,13 +96,8 @@ def rule_reads(targets: Iterable[tuple[Rule, str, str, str]]) -> set[Key]:
     """Every key the targets' rules read."""
     keys: set[Key] = set()
     for rule, edition, unit, period in targets:
-        before = None
-        for ref in (*rule.left_refs, *rule.right_refs):
-            if ref.previous:
-                before = before or shift(period, -1)
-                keys.add((edition, unit, ref.code, before))
-            else:
-                keys.add((edition, unit, ref.code, period))
+        for ref in rule.distinct_refs:
+            keys.add((edition, unit, ref.code, shift(period, -1) if ref.previous else period))
     return keys
 
 
@@ -112,10 +107,14 @@ def check_rules(
     hierarchy: Hierarchy,
     verdicts: Verdicts,
 ) -> None:
+    levels: dict[tuple[str, str], str | None] = {}
     for rule, edition, unit, period in targets:
         key: FlagKey = (edition, unit, "rule", rule.code, period)
-        found = hierarchy.get(edition, unit)
-        if found is None or not rule.applies_at(found.level):
+        level = levels.get((edition, unit), "")
+        if level == "":
+            found = hierarchy.get(edition, unit)
+            level = levels[(edition, unit)] = None if found is None else found.level
+        if level is None or not rule.applies_at(level):
             verdicts.clear.append(key)
             continue
         before = shift(period, -1)
@@ -133,17 +132,20 @@ def check_rules(
 
 
 def check_outliers(
-    targets: dict[Series, set[str]],
+    targets: dict[Series, tuple[set[str], set[str]]],
     stocks: dict[str, bool],
     reported: Callable[[Key], Decimal | None],
     verdicts: Verdicts,
 ) -> None:
-    for (edition, unit, indicator), periods in targets.items():
+    """`targets`: per series, (the periods whose reported value the batch changed, the periods they move)."""
+    for (edition, unit, indicator), (changed, periods) in targets.items():
         def value(p: str, e: str = edition, u: str = unit, i: str = indicator) -> Decimal | None:
             return reported((e, u, i, p))
 
         for period in periods:
             key: FlagKey = (edition, unit, "outlier", indicator, period)
+            if period not in changed and reported((edition, unit, indicator, period)) is None:
+                continue  # no value, so no flag: it was resolved when its value went
             found = outliers.flag_at(value, period, stocks[indicator])
             if found is None:
                 verdicts.clear.append(key)
