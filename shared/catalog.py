@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.periods import PeriodType
+from shared.rules import Rule, RuleError, RuleSpec, compile_rule
 
 CATALOG_PATH = Path(__file__).with_name("indicators.yaml")
 
@@ -48,11 +49,18 @@ class Indicator(BaseModel):
     target: float | None = None
     description_en: str | None = None
     retired: bool = False
+    outliers: bool = False  # score each reported value against the unit's own history (DESIGN §8)
 
     @model_validator(mode="after")
     def _components_only_for_ratios(self) -> Indicator:
         if (self.measure is Measure.RATIO) != (self.components is not None):
             raise ValueError(f"{self.code}: `components` is required for ratios and only for them")
+        return self
+
+    @model_validator(mode="after")
+    def _outliers_only_for_amounts(self) -> Indicator:
+        if self.outliers and self.measure not in (Measure.FLOW, Measure.STOCK):
+            raise ValueError(f"{self.code}: `outliers` scores amounts (flows and stocks), not a {self.measure.value}")
         return self
 
     @property
@@ -68,10 +76,13 @@ class Indicator(BaseModel):
 
 
 class Catalog:
-    def __init__(self, indicators: list[Indicator]) -> None:
+    def __init__(self, indicators: list[Indicator], rules: list[RuleSpec] | None = None) -> None:
         self.by_code = {i.code: i for i in indicators}
         if len(self.by_code) != len(indicators):
             raise ValueError("indicator codes in the catalogue must be unique")
+        self.rules: list[Rule] = [compile_rule(spec, self.by_code) for spec in rules or []]
+        if len({r.code for r in self.rules}) != len(self.rules):
+            raise RuleError("rule codes in the catalogue must be unique")
 
     def __iter__(self) -> Iterator[Indicator]:
         return iter(self.by_code.values())
@@ -85,7 +96,10 @@ class Catalog:
 
 def parse_catalog(text: str) -> Catalog:
     raw = yaml.safe_load(text)
-    return Catalog([Indicator.model_validate(item) for item in raw["indicators"]])
+    return Catalog(
+        [Indicator.model_validate(item) for item in raw["indicators"]],
+        [RuleSpec.model_validate(item) for item in raw.get("rules") or []],
+    )
 
 
 @cache

@@ -169,6 +169,24 @@ def cmd_rollups_verify(args: argparse.Namespace) -> int:
     return _run(lambda: _with_db(body))
 
 
+def cmd_quality_verify(args: argparse.Namespace) -> int:
+    from shared.quality_verify import verify_quality
+
+    async def body(conn: Any) -> int:
+        # The flags and the values they are checked against from one snapshot, while the aggregator works.
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        found = await verify_quality(conn, await fetch_hierarchy(conn), load_catalog())
+        for d in found[: args.max_print]:
+            print(d)
+        if found:
+            print(f"{len(found):,} flag difference(s) found", file=sys.stderr)
+            return 1
+        print("quality flags verified: no difference")
+        return 0
+
+    return _run(lambda: _with_db(body))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     async def body(conn: Any) -> int:
         result = await conn.execute(
@@ -230,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--indicator")
     verify.add_argument("--max-print", type=int, default=200)
     verify.set_defaults(fn=cmd_rollups_verify)
+
+    quality = sub.add_parser("quality", help="data-quality flags").add_subparsers(dest="sub", required=True)
+    check = quality.add_parser("verify", help="recompute every rule and outlier flag from the facts and compare")
+    check.add_argument("--max-print", type=int, default=200)
+    check.set_defaults(fn=cmd_quality_verify)
 
     add_crosswalk_commands(sub, _with_db)
     add_import_command(sub)

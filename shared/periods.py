@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 
 class PeriodType(StrEnum):
@@ -140,12 +140,16 @@ def period_containing(day: date, ptype: PeriodType) -> Period:
 
 def parse_period(code: str) -> Period:
     """Parse a period code, or raise PeriodError with a message a person understands."""
+    return _parse(code, window=True)
+
+
+def _parse(code: str, *, window: bool) -> Period:
     for pattern, ptype in _PATTERNS:
         match = pattern.match(code)
         if not match:
             continue
         year = int(match.group(1))
-        if not MIN_YEAR <= year <= MAX_YEAR:
+        if window and not MIN_YEAR <= year <= MAX_YEAR:
             raise PeriodError(f"year {year} is outside the accepted window {MIN_YEAR}–{MAX_YEAR}")
         try:
             match ptype:
@@ -165,3 +169,17 @@ def parse_period(code: str) -> Period:
     raise PeriodError(
         f"'{code}' is not a period code; use 2024, 2024-H1, 2024-Q3, 2024-07 or 2024-07-15"
     )
+
+
+_MONTHS = {PeriodType.MONTH: 1, PeriodType.QUARTER: 3, PeriodType.HALF: 6, PeriodType.YEAR: 12}
+
+
+@lru_cache(maxsize=1 << 16)  # rules and outliers walk the same few periods for every unit of a batch
+def shift(code: str, steps: int) -> str:
+    """The period `steps` periods of the same type after `code` (before it when negative): `previous()` of a
+    rule and the history of an outlier walk native periods this way, across year ends."""
+    period = _parse(code, window=False)  # the month after December 2100 exists, though nobody reports it
+    if period.type is PeriodType.DAY:
+        return (period.start + timedelta(days=steps)).isoformat()
+    index = period.start.year * 12 + period.start.month - 1 + steps * _MONTHS[period.type]
+    return period_containing(date(index // 12, index % 12 + 1, 1), period.type).code

@@ -64,7 +64,7 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
             settings.db_role,  # rollups, offsets and dead letters; nothing of ingest's (shared/dbroles.py)
         )
         app.state.engine = engine  # for the pool metrics
-        reference = CurrentReference(load_catalog())
+        reference = CurrentReference(load_catalog(), quality=settings.quality)
         keeper = HierarchyKeeper(
             engine, refresh_seconds=HIERARCHY_REFRESH_SECONDS, min_interval=EARLY_REFRESH_INTERVAL,
             on_load=reference.rebuild,

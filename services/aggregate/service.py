@@ -13,13 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.aggregate import quality_repository as flags_repo
 from services.aggregate import repository as repo
 from services.aggregate.dead_letters import DeadLetter, Message
-from services.aggregate.rollup import BatchEffect, Key, ancestor_units, apply_batch, materialized_parent
+from services.aggregate.quality import QualityPlan, Verdicts, check_outliers, check_rules, rule_reads
+from services.aggregate.rollup import BatchEffect, Key, Row, ancestor_units, apply_batch, materialized_parent
 from shared.catalog import Catalog
 from shared.db import transaction
 from shared.events import AcceptedEvent
@@ -34,10 +37,11 @@ class Reference:
     hierarchy: Hierarchy
     catalog: Catalog
     parent_of: Callable[[str, str], str | None]
+    quality: QualityPlan | None = None  # None: rules and outliers are not evaluated (AGGREGATE_QUALITY=false)
 
     @classmethod
-    def of(cls, hierarchy: Hierarchy, catalog: Catalog) -> Reference:
-        return cls(hierarchy, catalog, materialized_parent(hierarchy))
+    def of(cls, hierarchy: Hierarchy, catalog: Catalog, *, quality: bool = True) -> Reference:
+        return cls(hierarchy, catalog, materialized_parent(hierarchy), QualityPlan(catalog) if quality else None)
 
     def rolls_up(self, indicator: str) -> bool:
         found = self.catalog.get(indicator)
@@ -48,12 +52,13 @@ class CurrentReference:
     """The Reference of the hierarchy the keeper holds: `rebuild` is its on_load, so the parent relation is
     derived once per load (and frozen with the hierarchy), never per batch."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, quality: bool = True) -> None:
         self._catalog = catalog
+        self._quality = quality
         self.value: Reference | None = None
 
     def rebuild(self, hierarchy: Hierarchy) -> None:
-        self.value = Reference.of(hierarchy, self._catalog)
+        self.value = Reference.of(hierarchy, self._catalog, quality=self._quality)
 
 
 @dataclass(slots=True)
@@ -147,9 +152,48 @@ async def apply_messages(
             rows = await repo.load_rows(conn, keys_to_load(events, reference))
             result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
             result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
+            if reference.quality is not None:
+                await flag_batch(conn, reference, reference.quality, rows, result.effect)
             await repo.announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})
         if result.dead:
             result.new_dead = await repo.insert_dead_letters(conn, topic, current, result.dead)
         await repo.store_offsets(conn, group, topic, current, result.next_offsets)
     result.seconds = time.perf_counter() - started
     return result
+
+
+async def flag_batch(
+    conn: AsyncConnection, reference: Reference, plan: QualityPlan, rows: dict[Key, Row], effect: BatchEffect
+) -> None:
+    """Evaluate, in the batch's transaction, every rule and outlier the batch's changes may move (DESIGN §8).
+
+    `rows` hold every changed key after the batch; what else the rules or the outlier windows read is loaded
+    as it stood, which is as it stands: the batch changed nothing else.
+    """
+    verdicts = Verdicts()
+    targets = plan.rule_targets(effect.changed)
+    if targets:
+        reads = rule_reads(targets)
+        extra = await repo.load_rows(conn, reads - rows.keys())
+
+        def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
+            row = rows.get(key) or extra.get(key)
+            pair = None if row is None else row.effective
+            return None if pair is None else (pair.num, pair.den)
+
+        check_rules(targets, effective, reference.hierarchy, verdicts)
+    reported_keys = [ev.key for ev in effect.applied]
+    series = plan.outlier_targets(reported_keys)
+    if series:
+        reported = await flags_repo.load_reported(conn, plan.outlier_spans(reported_keys))
+        for key, row in rows.items():  # the batch's own values, over what was stored before it
+            if key[:3] in series:
+                if row.reported is None:
+                    reported.pop(key, None)
+                else:
+                    reported[key] = row.reported.num
+        check_outliers(series, plan.scored, reported.get, verdicts)
+    held = await flags_repo.open_on(conn, {k[:2] for k in verdicts.clear} | {f.key[:2] for f in verdicts.open})
+    await flags_repo.open_flags(conn, [
+        f for f in verdicts.open if held.get(f.key) != (f.left, f.right, f.score, f.constant_history)])
+    await flags_repo.resolve_flags(conn, [k for k in verdicts.clear if k in held])

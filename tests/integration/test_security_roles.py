@@ -126,6 +126,7 @@ def _granted() -> list[str]:
     migration = import_module("shared.migrations.versions.2026_11_22_0002_service_roles")
     crosswalk = import_module("shared.migrations.versions.2026_12_02_0005_crosswalk")
     imports = import_module("shared.migrations.versions.2026_12_02_0006_imports")
-    return [privileges for tables in migration.GRANTS.values() for privileges in tables.values()] + list(
-        crosswalk.GRANTS.values()
-    ) + list(imports.GRANTS.values())
+    quality = import_module("shared.migrations.versions.2026_12_02_0007_quality_flags")
+    return [privileges for tables in migration.GRANTS.values() for privileges in tables.values()] + [
+        privileges for later in (crosswalk, imports, quality) for privileges in later.GRANTS.values()
+    ]

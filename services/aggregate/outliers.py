@@ -1,0 +1,94 @@
+"""Outliers, pure (DESIGN §8): a reported value scored against its own unit's previous 12 native periods.
+
+    z = 0.6745 · (x − median) / MAD                    (Iglewicz and Hoaglin's modified z-score)
+    z = (x − median) / (1.253314 · mean absolute deviation)   where MAD is 0
+    any x ≠ median is flagged, with no score              where both are 0 (a constant history)
+
+flagged when |z| > 3.5, given at least 6 earlier values in the window. A stock is scored on its increase
+over the previous month (the level of a count "to date" always climbs; its steps are what a typing error
+breaks). Flags are a function of the reported values alone, so a correction re-scores every later value
+whose window holds it: `affected` says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Context, Decimal, localcontext
+
+from shared.periods import shift
+
+WINDOW = 12
+MIN_HISTORY = 6
+LIMIT = Decimal("3.5")
+MAD_FACTOR = Decimal("0.6745")
+MEAN_AD_FACTOR = Decimal("1.253314")
+SCORE_PLACES = Decimal("0.0001")
+_CONTEXT = Context(prec=40)
+
+
+@dataclass(frozen=True, slots=True)
+class Outlier:
+    value: Decimal  # what was scored: the value, or a stock's increase
+    median: Decimal
+    score: Decimal | None  # None: a departure from a constant history, which has no finite score
+
+    @property
+    def constant_history(self) -> bool:
+        return self.score is None
+
+
+def _middle(sorted_values: list[Decimal]) -> Decimal:
+    n = len(sorted_values)
+    half = n // 2
+    return sorted_values[half] if n % 2 else (sorted_values[half - 1] + sorted_values[half]) / 2
+
+
+def score(x: Decimal, history: list[Decimal]) -> Outlier | None:
+    """The outlier `x` is against `history`, or None (in line, or too little history to say)."""
+    if len(history) < MIN_HISTORY:
+        return None
+    with localcontext(_CONTEXT):
+        median = _middle(sorted(history))
+        deviations = [abs(h - median) for h in history]
+        mad = _middle(sorted(deviations))
+        if mad:
+            z = MAD_FACTOR * (x - median) / mad
+        else:
+            mean_ad = sum(deviations, Decimal(0)) / len(deviations)
+            if not mean_ad:
+                return Outlier(x, median, None) if x != median else None
+            z = (x - median) / (MEAN_AD_FACTOR * mean_ad)
+        if abs(z) <= LIMIT:
+            return None
+        return Outlier(x, median, z.quantize(SCORE_PLACES))
+
+
+def scored_value(reported: Callable[[str], Decimal | None], period: str, stock: bool) -> Decimal | None:
+    """What is scored at `period`: the reported value, or for a stock its increase (both months needed)."""
+    value = reported(period)
+    if value is None or not stock:
+        return value
+    before = reported(shift(period, -1))
+    return None if before is None else value - before
+
+
+def affected(changed: Iterable[str], stock: bool) -> set[str]:
+    """The periods whose flag a change at `changed` may move: their own, and every later one whose window
+    holds it (for a stock, also the month after, whose increase starts from the changed level)."""
+    reach = WINDOW + (1 if stock else 0)
+    return {shift(p, k) for p in changed for k in range(reach + 1)}
+
+
+def span(period: str, stock: bool) -> tuple[str, str]:
+    """The periods whose reported values the flags of `affected([period])` read, first and last."""
+    reach = WINDOW + (1 if stock else 0)
+    return shift(period, -reach), shift(period, reach)
+
+
+def flag_at(reported: Callable[[str], Decimal | None], period: str, stock: bool) -> Outlier | None:
+    x = scored_value(reported, period, stock)
+    if x is None:
+        return None
+    history = [h for k in range(1, WINDOW + 1) if (h := scored_value(reported, shift(period, -k), stock)) is not None]
+    return score(x, history)

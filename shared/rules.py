@@ -1,0 +1,181 @@
+"""Validation rules (DESIGN §8): declared in the catalogue, compiled once at load, checked on one unit and period.
+
+A rule is checked where at least one value it reads exists; elsewhere there is nothing to check. `missing`
+then says what an absent value does, side by side as DHIS2 does it:
+- `skip_if_any` (the default): any absent value skips the rule;
+- `skip_if_all`: a side whose values are all absent skips it (a side of constants is never absent);
+- `never_skip`: an absent value counts as 0.
+A side whose arithmetic has no value (a division by zero) skips the rule too: never a crash, never a flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.expressions import ExpressionError, Node, Num, Ref, evaluate, parse, refs
+
+if TYPE_CHECKING:
+    from shared.catalog import Indicator
+
+Amount = tuple[Decimal, Decimal | None]  # an effective pair: numerator, denominator (none for flow/stock)
+Lookup = Callable[[str, bool], Amount | None]  # (indicator, previous period?) -> its effective pair
+
+_OPERATORS: dict[str, Callable[[Decimal, Decimal], bool]] = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+_HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
+
+
+class Importance(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class Missing(StrEnum):
+    SKIP_IF_ANY = "skip_if_any"
+    SKIP_IF_ALL = "skip_if_all"
+    NEVER_SKIP = "never_skip"
+
+
+class RuleSpec(BaseModel):
+    """A rule as the YAML states it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    name_vi: str
+    name_en: str
+    left: str
+    operator: Literal["==", "!=", "<", "<=", ">", ">="]
+    right: str
+    importance: Importance
+    missing: Missing = Missing.SKIP_IF_ANY
+    levels: tuple[str, ...] | None = None
+    reason: str
+
+    @field_validator("left", "right", mode="before")
+    @classmethod
+    def _a_number_is_an_expression(cls, side: object) -> object:
+        # YAML reads `right: 25` as an int; the parser, not YAML, decides what a number may be.
+        return str(side) if isinstance(side, int) and not isinstance(side, bool) else side
+
+
+class RuleError(ValueError):
+    """A rule the catalogue refuses, named by its code."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    violated: bool
+    left: Decimal | None = None
+    right: Decimal | None = None
+
+
+SKIPPED = Outcome(False)
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # one object per catalogue rule: hashed by identity
+class Rule:
+    spec: RuleSpec
+    left: Node
+    right: Node
+    left_refs: tuple[Ref, ...]
+    right_refs: tuple[Ref, ...]
+    has_denominator: Mapping[str, bool]  # indicator -> whether its value is 100·num/den
+    distinct_refs: tuple[Ref, ...]  # each value read once, however often the sides name it
+
+    @property
+    def code(self) -> str:
+        return self.spec.code
+
+    @property
+    def indicators(self) -> frozenset[str]:
+        return frozenset(r.code for r in (*self.left_refs, *self.right_refs))
+
+    @property
+    def reads_previous(self) -> frozenset[str]:
+        """Indicators read in the previous period: a change to them moves the rule of the next period."""
+        return frozenset(r.code for r in (*self.left_refs, *self.right_refs) if r.previous)
+
+    def applies_at(self, level: str) -> bool:
+        return self.spec.levels is None or level in self.spec.levels
+
+    def check(self, lookup: Lookup) -> Outcome:
+        """Violated (with both sides), or not: held, skipped, or nothing to check."""
+        values = {ref: _part(lookup(ref.code, ref.previous), ref, self.has_denominator[ref.code])
+                  for ref in self.distinct_refs}
+        if all(v is None for v in values.values()):
+            return SKIPPED
+        missing = self.spec.missing
+        if missing is Missing.SKIP_IF_ANY and any(v is None for v in values.values()):
+            return SKIPPED
+        if missing is Missing.SKIP_IF_ALL and any(
+            side and all(values[r] is None for r in side) for side in (self.left_refs, self.right_refs)
+        ):
+            return SKIPPED
+        left = _side(self.left, values)
+        right = _side(self.right, values)
+        if left is None or right is None:
+            return SKIPPED
+        if _OPERATORS[self.spec.operator](left, right):
+            return SKIPPED
+        return Outcome(True, left, right)
+
+
+def _side(node: Node, values: Mapping[Ref, Decimal | None]) -> Decimal | None:
+    """One side's value; a lone value or number (most rules) needs no arithmetic context."""
+    if isinstance(node, Ref):
+        return values[node] or _ZERO
+    if isinstance(node, Num):
+        return node.value
+    return evaluate(node, lambda r: values[r] or _ZERO)
+
+
+def _part(amount: Amount | None, ref: Ref, has_denominator: bool) -> Decimal | None:
+    if amount is None:
+        return None
+    num, den = amount
+    if ref.part == "numerator":
+        return num
+    if ref.part == "denominator":
+        return den
+    if not has_denominator:
+        return num
+    if not den:
+        return None  # a rate of nothing has no value
+    return _HUNDRED * num / den
+
+
+def compile_rule(spec: RuleSpec, indicators: Mapping[str, Indicator]) -> Rule:
+    """The rule with both sides parsed and checked against the catalogue, or RuleError naming it."""
+    try:
+        left, right = parse(spec.left), parse(spec.right)
+    except ExpressionError as exc:
+        raise RuleError(f"rule {spec.code}: {exc}") from None
+    left_refs, right_refs = tuple(refs(left)), tuple(refs(right))
+    if not left_refs and not right_refs:
+        raise RuleError(f"rule {spec.code}: reads no indicator")
+    period_types: set[str] = set()
+    for ref in (*left_refs, *right_refs):
+        found = indicators.get(ref.code)
+        if found is None:
+            raise RuleError(f"rule {spec.code}: unknown indicator {ref.code!r}")
+        if ref.part != "value" and not found.has_denominator:
+            raise RuleError(f"rule {spec.code}: {ref.code} is a {found.measure.value}, it has no {ref.part}")
+        period_types.add(found.period_type.value)
+    if len(period_types) > 1:
+        raise RuleError(f"rule {spec.code}: mixes period types ({', '.join(sorted(period_types))})")
+    if all(r.previous for r in (*left_refs, *right_refs)):
+        raise RuleError(f"rule {spec.code}: reads only previous periods")
+    has_den = {r.code: indicators[r.code].has_denominator for r in (*left_refs, *right_refs)}
+    return Rule(spec, left, right, left_refs, right_refs, has_den, tuple(dict.fromkeys((*left_refs, *right_refs))))

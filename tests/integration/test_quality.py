@@ -1,0 +1,147 @@
+"""Rules and outliers through the real aggregator: flags written in the batch's transaction, resolved by a
+correction, an acknowledgement undone by a later change, and `quality verify` clean after every step.
+
+Figures (legacy Long An 80, Bến Lức 803 and its communes 27991, 27994, 27997):
+  27991 cccd_issued climbs 1000 → 2100 by 100 a month through 2023, then 2024-01 says 1100 (14,100-style
+  slip): it falls (rule, there and in the sums above it) and its increase leaves a constant history
+  (outlier). Its level-2 accounts activated in 2024-01, 5000, exceed its cards (rule, at 27991 and at 803
+  and 80, whose sums carry it).
+  27994 and 27997 each answer for 20 of the 25 essential services: each commune keeps the rule, but their
+  district and province, 40 of 25, break it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+
+from services.aggregate.quality import FlagKey
+from shared.catalog import load_catalog
+from shared.db import make_engine
+from shared.hierarchy import Hierarchy
+from shared.periods import shift
+from shared.quality_verify import verify_quality
+from tests.fixtures.aggregator import (
+    aggregating,
+    caught_up,
+    event,
+    merge,
+    no_differences,
+    produce,
+    record_in_outbox,
+)
+from tests.fixtures.infra import ROOT, Stack
+
+JAN = "2024-01"
+
+
+async def open_flags(stack: Stack) -> dict[FlagKey, tuple[object, ...]]:
+    rows = await stack.fetch("""SELECT edition, unit, kind, code, period, left_value, right_value, score,
+                                       constant_history, acknowledged_by FROM quality_flags WHERE status = 'open'""")
+    return {(r[0], r[1], r[2], r[3], r[4]): tuple(r[5:]) for r in rows}
+
+
+async def quality_verified(stack: Stack, hierarchy: Hierarchy) -> None:
+    """`d06 quality verify`'s check: every open flag, and only those, recomputed from the facts."""
+    engine = make_engine(stack.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            assert [str(d) for d in await verify_quality(conn, hierarchy, load_catalog())] == []
+    finally:
+        await engine.dispose()
+
+
+async def test_flags_open_resolve_and_reopen_as_values_arrive(stack: Stack, hierarchy: Hierarchy) -> None:
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    months = [shift("2023-01", k) for k in range(12)]
+    first = [event(k + 1, "27991", 1000 + 100 * k, period=p) for k, p in enumerate(months)]
+    first += [
+        event(20, "27991", 1100, period=JAN),
+        event(21, "27991", 5000, period=JAN, indicator="vneid_l2_activated"),
+        event(22, "27994", 10, 20, period=JAN, indicator="essential_services_online"),
+        event(23, "27997", 12, 20, period=JAN, indicator="essential_services_online"),
+    ]
+    later = [event(30, "27991", 2200, period=JAN), event(31, "27991", 7, period=JAN, indicator="dossiers_received"),
+             event(32, "27991", None, period=JAN, indicator="vneid_l2_activated")]
+    await record_in_outbox(stack, first + later)
+    async with aggregating(stack, group, quality=True):
+        ends = await produce(stack, first)
+        await caught_up(stack, group, ends)
+        flags = await open_flags(stack)
+        assert flags == {
+            ("legacy", "27991", "rule", "cccd_issued_never_falls", JAN): (1100, 2100, None, False, None),
+            ("legacy", "803", "rule", "cccd_issued_never_falls", JAN): (1100, 2100, None, False, None),
+            ("legacy", "80", "rule", "cccd_issued_never_falls", JAN): (1100, 2100, None, False, None),
+            ("legacy", "27991", "outlier", "cccd_issued", JAN): (-1000, 100, None, True, None),
+            ("legacy", "27991", "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None),
+            ("legacy", "803", "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None),
+            ("legacy", "80", "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None),
+            ("legacy", "803", "rule", "essential_services_within_list", JAN): (40, 25, None, False, None),
+            ("legacy", "80", "rule", "essential_services_within_list", JAN): (40, 25, None, False, None),
+        }
+        await quality_verified(stack, hierarchy)
+
+        # A reviewer checks the commune's accounts (ingest will write this; here the columns it writes).
+        vneid: FlagKey = ("legacy", "27991", "rule", "vneid_l2_activated_within_cccd", JAN)
+        await stack.execute("""UPDATE quality_flags SET acknowledged_by = 'reviewer', acknowledged_at = now(),
+                                      acknowledged_comment = 'recounted' WHERE unit = '27991' AND code = $1""",
+                            vneid[3])
+        # The card figure corrected: the fall and the outlier resolve; the accounts still exceed the cards,
+        # with new values, so the acknowledgement no longer stands.
+        ends = merge(ends, await produce(stack, [later[0]]))
+        await caught_up(stack, group, ends)
+        flags = await open_flags(stack)
+        assert not [k for k in flags if k[3] == "cccd_issued_never_falls"]  # at every level
+        assert ("legacy", "27991", "outlier", "cccd_issued", JAN) not in flags
+        assert flags[vneid] == (5000, 2200, None, False, None)
+        resolved = await stack.fetch("""SELECT resolved_at, opened_at FROM quality_flags
+                                        WHERE unit = '27991' AND code = 'cccd_issued_never_falls'""")
+        assert resolved[0]["resolved_at"] >= resolved[0]["opened_at"]  # kept, with its time
+
+        await stack.execute("""UPDATE quality_flags SET acknowledged_by = 'reviewer', acknowledged_at = now()
+                               WHERE unit = '27991' AND code = $1""", vneid[3])
+        # A change elsewhere in the unit leaves the acknowledged flag as it was.
+        ends = merge(ends, await produce(stack, [later[1]]))
+        await caught_up(stack, group, ends)
+        assert (await open_flags(stack))[vneid][-1] == "reviewer"
+        # The accounts retracted: nothing left to check there, and nothing up the tree either.
+        ends = merge(ends, await produce(stack, [later[2]]))
+        await caught_up(stack, group, ends)
+        flags = await open_flags(stack)
+        assert not [k for k in flags if k[3] == "vneid_l2_activated_within_cccd"]
+    await quality_verified(stack, hierarchy)
+    await no_differences(stack, hierarchy)
+
+    # The command an operator runs: clean, then one corrupted flag named with both values.
+    clean = await asyncio.to_thread(_quality_verify, stack)
+    assert (clean.returncode, clean.stdout.strip()) == (0, "quality flags verified: no difference")
+    await stack.execute("UPDATE quality_flags SET left_value = 41 WHERE unit = '803' AND code = $1",
+                        "essential_services_within_list")
+    broken = await asyncio.to_thread(_quality_verify, stack)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert broken.stdout.splitlines() == [
+        "legacy/803 rule essential_services_within_list 2024-01: stored=open left=41 right=25 "
+        "recomputed=open left=40 right=25"]
+
+
+def _quality_verify(stack: Stack) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shared.cli", "quality", "verify"], env=stack.env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+async def test_without_quality_the_aggregator_writes_no_flags(stack: Stack, hierarchy: Hierarchy) -> None:
+    from services.aggregate.app import create_app
+    from shared.settings import AggregateSettings
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    settings = stack.settings(AggregateSettings, consumer_group=group, quality=False)
+    app = create_app(settings)
+    events = [event(1, "27991", 5000, period=JAN, indicator="vneid_l2_activated"), event(2, "27991", 10, period=JAN)]
+    await record_in_outbox(stack, events)
+    async with app.router.lifespan_context(app):
+        ends = await produce(stack, events)
+        await caught_up(stack, group, ends)
+    assert await open_flags(stack) == {}
+    await no_differences(stack, hierarchy)
