@@ -25,13 +25,10 @@ from services.query.deps import (
     ValidIndicator,
     ValidUnit,
     ValidUnitAtPeriod,
-    catalog_indicator,
-    invalid,
-    parse_param,
-    visible_unit,
 )
 from services.query.metrics import Endpoint
 from services.query.pagination import bad_cursor, decode_cursor
+from services.query.params import catalog_indicator, invalid, parse_param, visible_unit
 from services.query.periods import MAX_SERIES_POINTS, default_series_end, default_series_start, series_periods
 from services.query.repository import UnitFilter
 from services.query.state import QueryState

@@ -1,8 +1,6 @@
 """Dependencies of the query routes: the `Annotated` aliases routes declare (state, connection, caller,
-hierarchy) and the validators that turn parameters into domain objects or one clear 404/422. They are
-`async def` even when they await nothing: FastAPI runs plain `def` ones in a thread pool, a hop per
-dependency per request. A unit outside the key's scope is answered exactly like a unit that does not
-exist, so a scoped key cannot even learn which codes exist elsewhere."""
+hierarchy) and the validators built on params.py. They are `async def` even when they await nothing:
+FastAPI runs plain `def` ones in a thread pool, a hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -15,14 +13,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.query.auth import RESOLVED
 from services.query.connections import LazyConnection
+from services.query.params import catalog_indicator, parse_param, visible_unit
 from services.query.scope import Sight
 from services.query.state import QueryState, get_state
 from shared.auth import Principal
-from shared.catalog import Catalog
 from shared.catalog import Indicator as CatalogIndicator
-from shared.errors import NotFound, ServiceUnavailable, ValidationFailed, safe_echo
+from shared.errors import ServiceUnavailable
 from shared.hierarchy import Edition, Hierarchy, Unit, edition_for
-from shared.periods import Period, PeriodError, parse_period
+from shared.periods import Period
 
 AppState = Annotated[QueryState, Depends(get_state)]
 
@@ -83,26 +81,6 @@ CodePath = Annotated[
 ]
 
 
-def invalid(loc: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, errors=[{"loc": loc, "message": message}])
-
-
-def visible_unit(hierarchy: Hierarchy, sight: Sight, edition: str, code: str) -> Unit:
-    unit = hierarchy.get(edition, code)
-    if unit is None or not sight.sees(unit):
-        raise NotFound(f"there is no unit '{safe_echo(code, 16)}' in edition {edition}")
-    return unit
-
-
-def parse_param(loc: str, code: str) -> Period:
-    if not code.isascii():  # the period regexes' `\d` would read other scripts' digits (２０２４)
-        raise invalid(loc, "a period code is written in ASCII: 2024, 2024-H1, 2024-Q3, 2024-07 or 2024-07-15")
-    try:
-        return parse_period(code)
-    except PeriodError as exc:
-        raise invalid(loc, safe_echo(str(exc), 200)) from exc
-
-
 async def valid_unit(
     hierarchy: LoadedHierarchy, sight: Seer, code: CodePath, edition: EditionParam = None
 ) -> Unit:
@@ -141,13 +119,6 @@ async def unit_at_period(
 
 
 ValidUnitAtPeriod = Annotated[UnitAtPeriod, Depends(unit_at_period)]
-
-
-def catalog_indicator(catalog: Catalog, code: str) -> CatalogIndicator:
-    found = catalog.get(code)
-    if found is None:
-        raise invalid("indicator", f"'{safe_echo(code, 64)}' is not an indicator of the catalogue (see /v1/indicators)")
-    return found
 
 
 IndicatorCode = Annotated[

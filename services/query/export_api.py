@@ -20,9 +20,6 @@ from services.query.deps import (
     LoadedHierarchy,
     Reader,
     Seer,
-    invalid,
-    parse_param,
-    visible_unit,
 )
 from services.query.export_rows import (
     COLUMNS,
@@ -33,6 +30,7 @@ from services.query.export_rows import (
     rows_of_series,
 )
 from services.query.exports import MEDIA_TYPES, file_response, streamed_response
+from services.query.params import invalid, parse_param, visible_unit
 from services.query.periods import MAX_SERIES_POINTS, series_periods
 from shared.catalog import Catalog
 from shared.catalog import Indicator as CatalogIndicator

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.query import repository as repo
 from services.query import schemas
 from services.query.crosswalk_sql import reexpressed_rows
-from services.query.deps import invalid
 from services.query.metrics import Endpoint, QueryMetrics
 from services.query.pagination import bad_cursor, decode_cursor, encode_cursor
+from services.query.params import invalid
 from services.query.periods import (
     FinerThanNative,
     NativeRow,
