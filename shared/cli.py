@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -158,15 +158,21 @@ def cmd_rollups_verify(args: argparse.Namespace) -> int:
         differences = await verify(
             conn, hierarchy, load_catalog(), edition=args.edition, unit=args.unit, indicator=args.indicator
         )
-        for d in differences[: args.max_print]:
-            print(d)
-        if differences:
-            print(f"{len(differences):,} difference(s) found", file=sys.stderr)
-            return 1
-        print("rollups verified: no difference")
-        return 0
+        return _report(differences, args.max_print, "difference(s)", "rollups verified: no difference")
 
     return _run(lambda: _with_db(body))
+
+
+def _report(differences: Sequence[object], max_print: int, noun: str, clean: str) -> int:
+    """What an oracle found, as operators read it: each difference (the first `max_print`), then the count on
+    stderr and exit status 1; or one line saying all is well, and 0."""
+    for difference in differences[:max_print]:
+        print(difference)
+    if differences:
+        print(f"{len(differences):,} {noun} found", file=sys.stderr)
+        return 1
+    print(clean)
+    return 0
 
 
 def cmd_quality_verify(args: argparse.Namespace) -> int:
@@ -176,13 +182,7 @@ def cmd_quality_verify(args: argparse.Namespace) -> int:
         # The flags and the values they are checked against from one snapshot, while the aggregator works.
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         found = await verify_quality(conn, await fetch_hierarchy(conn), load_catalog())
-        for d in found[: args.max_print]:
-            print(d)
-        if found:
-            print(f"{len(found):,} flag difference(s) found", file=sys.stderr)
-            return 1
-        print("quality flags verified: no difference")
-        return 0
+        return _report(found, args.max_print, "flag difference(s)", "quality flags verified: no difference")
 
     return _run(lambda: _with_db(body))
 
