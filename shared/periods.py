@@ -183,3 +183,13 @@ def shift(code: str, steps: int) -> str:
         return (period.start + timedelta(days=steps)).isoformat()
     index = period.start.year * 12 + period.start.month - 1 + steps * _MONTHS[period.type]
     return period_containing(date(index // 12, index % 12 + 1, 1), period.type).code
+
+
+@lru_cache(maxsize=1 << 16)
+def ordinal(code: str) -> int:
+    """The period's place among the periods of its type: consecutive periods differ by exactly 1, so an
+    outlier's window and a stock's month-on-month step are integer arithmetic, not calendar walks."""
+    period = _parse(code, window=False)
+    if period.type is PeriodType.DAY:
+        return period.start.toordinal()
+    return (period.start.year * 12 + period.start.month - 1) // _MONTHS[period.type]

@@ -93,6 +93,11 @@ class Rule:
     right_refs: tuple[Ref, ...]
     has_denominator: Mapping[str, bool]  # indicator -> whether its value is 100·num/den
     distinct_refs: tuple[Ref, ...]  # each value read once, however often the sides name it
+    indicator_codes: tuple[str, ...]  # the indicators it reads, sorted: what its flags are about
+    # How `check` finds a ref's value among `distinct_refs` without hashing the ref: rules run tens of
+    # thousands of times a batch.
+    positions: Mapping[Ref, int]
+    sides_at: tuple[tuple[int, ...], tuple[int, ...]]  # the positions each side reads
 
     @property
     def code(self) -> str:
@@ -112,33 +117,37 @@ class Rule:
 
     def check(self, lookup: Lookup) -> Outcome:
         """Violated (with both sides), or not: held, skipped, or nothing to check."""
-        values = {ref: _part(lookup(ref.code, ref.previous), ref, self.has_denominator[ref.code])
-                  for ref in self.distinct_refs}
-        if all(v is None for v in values.values()):
-            return SKIPPED
         missing = self.spec.missing
-        if missing is Missing.SKIP_IF_ANY and any(v is None for v in values.values()):
+        values: list[Decimal | None] = []
+        present = False
+        for ref in self.distinct_refs:
+            value = _part(lookup(ref.code, ref.previous), ref, self.has_denominator[ref.code])
+            if value is not None:
+                present = True
+            elif missing is Missing.SKIP_IF_ANY:
+                return SKIPPED  # most checks end here: a value the rule needs was never reported
+            values.append(value)
+        if not present:
             return SKIPPED
         if missing is Missing.SKIP_IF_ALL and any(
-            side and all(values[r] is None for r in side) for side in (self.left_refs, self.right_refs)
+            side and all(values[i] is None for i in side) for side in self.sides_at
         ):
             return SKIPPED
-        left = _side(self.left, values)
-        right = _side(self.right, values)
+        left = self._side(self.left, self.sides_at[0], values)
+        right = self._side(self.right, self.sides_at[1], values)
         if left is None or right is None:
             return SKIPPED
         if _OPERATORS[self.spec.operator](left, right):
             return SKIPPED
         return Outcome(True, left, right)
 
-
-def _side(node: Node, values: Mapping[Ref, Decimal | None]) -> Decimal | None:
-    """One side's value; a lone value or number (most rules) needs no arithmetic context."""
-    if isinstance(node, Ref):
-        return values[node] or _ZERO
-    if isinstance(node, Num):
-        return node.value
-    return evaluate(node, lambda r: values[r] or _ZERO)
+    def _side(self, node: Node, at: tuple[int, ...], values: list[Decimal | None]) -> Decimal | None:
+        """One side's value; a lone value or number (most rules) needs no arithmetic context."""
+        if isinstance(node, Ref):
+            return values[at[0]] or _ZERO
+        if isinstance(node, Num):
+            return node.value
+        return evaluate(node, lambda r: values[self.positions[r]] or _ZERO)
 
 
 def _part(amount: Amount | None, ref: Ref, has_denominator: bool) -> Decimal | None:
@@ -178,4 +187,8 @@ def compile_rule(spec: RuleSpec, indicators: Mapping[str, Indicator]) -> Rule:
     if all(r.previous for r in (*left_refs, *right_refs)):
         raise RuleError(f"rule {spec.code}: reads only previous periods")
     has_den = {r.code: indicators[r.code].has_denominator for r in (*left_refs, *right_refs)}
-    return Rule(spec, left, right, left_refs, right_refs, has_den, tuple(dict.fromkeys((*left_refs, *right_refs))))
+    every = (*left_refs, *right_refs)
+    distinct = tuple(dict.fromkeys(every))
+    positions = {ref: n for n, ref in enumerate(distinct)}
+    return Rule(spec, left, right, left_refs, right_refs, has_den, distinct, tuple(sorted({r.code for r in every})),
+                positions, (tuple(positions[r] for r in left_refs), tuple(positions[r] for r in right_refs)))

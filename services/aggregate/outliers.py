@@ -7,16 +7,14 @@
 flagged when |z| > 3.5, given at least 6 earlier values in the window. A stock is scored on its increase
 over the previous month (the level of a count "to date" always climbs; its steps are what a typing error
 breaks). Flags are a function of the reported values alone, so a correction re-scores every later value
-whose window holds it: `affected` says which.
+whose window holds it: `REACH` says how far. Periods are counted by `shared.periods.ordinal`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
-
-from shared.periods import shift
 
 WINDOW = 12
 MIN_HISTORY = 6
@@ -36,6 +34,12 @@ class Outlier:
     @property
     def constant_history(self) -> bool:
         return self.score is None
+
+
+def reach(stock: bool) -> int:
+    """How many periods after a changed one may have their flag moved by it (a stock's next increase
+    starts from the changed level, one period further)."""
+    return WINDOW + (1 if stock else 0)
 
 
 def _middle(sorted_values: list[Decimal]) -> Decimal:
@@ -64,31 +68,16 @@ def score(x: Decimal, history: list[Decimal]) -> Outlier | None:
         return Outlier(x, median, z.quantize(SCORE_PLACES))
 
 
-def scored_value(reported: Callable[[str], Decimal | None], period: str, stock: bool) -> Decimal | None:
-    """What is scored at `period`: the reported value, or for a stock its increase (both months needed)."""
-    value = reported(period)
-    if value is None or not stock:
-        return value
-    before = reported(shift(period, -1))
-    return None if before is None else value - before
+def scored_values(reported: Mapping[int, Decimal], stock: bool) -> dict[int, Decimal]:
+    """What is scored at each period (by ordinal): the reported value, or for a stock its increase over the
+    period before (both needed)."""
+    if not stock:
+        return dict(reported)
+    return {n: value - before for n, value in reported.items() if (before := reported.get(n - 1)) is not None}
 
 
-def affected(changed: Iterable[str], stock: bool) -> set[str]:
-    """The periods whose flag a change at `changed` may move: their own, and every later one whose window
-    holds it (for a stock, also the month after, whose increase starts from the changed level)."""
-    reach = WINDOW + (1 if stock else 0)
-    return {shift(p, k) for p in changed for k in range(reach + 1)}
-
-
-def span(period: str, stock: bool) -> tuple[str, str]:
-    """The periods whose reported values the flags of `affected([period])` read, first and last."""
-    reach = WINDOW + (1 if stock else 0)
-    return shift(period, -reach), shift(period, reach)
-
-
-def flag_at(reported: Callable[[str], Decimal | None], period: str, stock: bool) -> Outlier | None:
-    x = scored_value(reported, period, stock)
+def flag_at(scored: Mapping[int, Decimal], n: int) -> Outlier | None:
+    x = scored.get(n)
     if x is None:
         return None
-    history = [h for k in range(1, WINDOW + 1) if (h := scored_value(reported, shift(period, -k), stock)) is not None]
-    return score(x, history)
+    return score(x, [h for k in range(n - WINDOW, n) if (h := scored.get(k)) is not None])

@@ -3,26 +3,32 @@
 Rules: every rule that reads a key the batch changed, at that key's unit and period (at every level: a
 province's computed figure can break a rule its communes keep), and at the following period for a rule that
 reads it through `previous()`. Outliers: every series (unit, indicator) with a reported value the batch
-applied, at the changed period and each later one whose window holds it. Each target ends up either
+applied, at the changed periods and each later one whose window holds them. Each target ends up either
 violated — a Flag, with both sides — or not, which resolves whatever was open there.
+
+A batch of a month's reports touches tens of thousands of (unit, period) places with the same few
+indicators, so the work is shaped for that: rules are grouped by place and the rule list of each set of
+changed indicators is worked out once; a series' history comes as one row, counted in period ordinals.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from services.aggregate import outliers
 from shared.catalog import Catalog, Measure
 from shared.hierarchy import Hierarchy
-from shared.periods import shift
+from shared.periods import ordinal, shift
 from shared.rules import Amount, Rule
 
 Key = tuple[str, str, str, str]  # edition, unit, indicator, period
 FlagKey = tuple[str, str, str, str, str]  # edition, unit, kind ("rule" | "outlier"), code, period
-Series = tuple[str, str, str]  # edition, unit, indicator
+Place = tuple[str, str, str]  # edition, unit, period: where rules are checked
+Series = tuple[str, str, str]  # edition, unit, indicator: what outliers are scored on
+History = Sequence[tuple[str, Decimal]]  # a series' reported values, (period, value), oldest first
 OUTLIER_IMPORTANCE = "medium"
 
 
@@ -45,108 +51,131 @@ class Verdicts:
     clear: list[FlagKey] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class OutlierTarget:
+    """A series the batch reported into: the periods it changed, and the stretch of history to read."""
+
+    changed: frozenset[str]
+    first_read: str  # the oldest period a moved flag's window reads
+    last_scored: str  # the newest period whose flag a change may move
+
+
 class QualityPlan:
     """The catalogue's rules indexed by the indicators they read, built once per catalogue."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.current: dict[str, list[Rule]] = defaultdict(list)
         self.following: dict[str, list[Rule]] = defaultdict(list)
+        self._order = {rule.code: n for n, rule in enumerate(catalog.rules)}
         for rule in catalog.rules:
             for code in sorted({r.code for r in (*rule.left_refs, *rule.right_refs) if not r.previous}):
                 self.current[code].append(rule)
             for code in sorted(rule.reads_previous):
                 self.following[code].append(rule)
         self.scored = {i.code: i.measure is Measure.STOCK for i in catalog if i.outliers}
+        self._rules_of: dict[tuple[frozenset[str], frozenset[str]], tuple[Rule, ...]] = {}
+        self._reads_of: dict[tuple[Rule, ...], tuple[tuple[str, bool], ...]] = {}
 
-    def rule_targets(self, changed: Iterable[Key]) -> set[tuple[Rule, str, str, str]]:
-        """(rule, edition, unit, period) for every rule the changed keys may move."""
-        targets: set[tuple[Rule, str, str, str]] = set()
+    def rule_targets(self, changed: Iterable[Key]) -> dict[Place, tuple[Rule, ...]]:
+        """The rules the changed keys may move, by place."""
+        now: dict[Place, set[str]] = defaultdict(set)
+        before: dict[Place, set[str]] = defaultdict(set)
         for edition, unit, indicator, period in changed:
-            for rule in self.current.get(indicator, ()):
-                targets.add((rule, edition, unit, period))
-            following = self.following.get(indicator, ())
-            if following:
-                after = shift(period, 1)
-                for rule in following:
-                    targets.add((rule, edition, unit, after))
-        return targets
+            if indicator in self.current:
+                now[(edition, unit, period)].add(indicator)
+            if indicator in self.following:
+                before[(edition, unit, shift(period, 1))].add(indicator)
+        return {place: self._rules(frozenset(now.get(place, ())), frozenset(before.get(place, ())))
+                for place in now.keys() | before.keys()}
 
-    def outlier_targets(self, reported: Iterable[Key]) -> dict[Series, tuple[set[str], set[str]]]:
-        """Series scored for outliers -> (the periods the batch reported, those whose flag it may move)."""
+    def _rules(self, now: frozenset[str], before: frozenset[str]) -> tuple[Rule, ...]:
+        found = self._rules_of.get((now, before))
+        if found is None:
+            rules = {r for i in now for r in self.current[i]} | {r for i in before for r in self.following[i]}
+            found = self._rules_of[(now, before)] = tuple(sorted(rules, key=lambda r: self._order[r.code]))
+        return found
+
+    def rule_reads(self, targets: Mapping[Place, tuple[Rule, ...]]) -> set[Key]:
+        """Every key the targets' rules read."""
+        keys: set[Key] = set()
+        for (edition, unit, period), rules in targets.items():
+            prior = shift(period, -1)
+            for code, previous in self._reads(rules):
+                keys.add((edition, unit, code, prior if previous else period))
+        return keys
+
+    def _reads(self, rules: tuple[Rule, ...]) -> tuple[tuple[str, bool], ...]:
+        found = self._reads_of.get(rules)
+        if found is None:
+            found = self._reads_of[rules] = tuple(dict.fromkeys(
+                (ref.code, ref.previous) for rule in rules for ref in rule.distinct_refs))
+        return found
+
+    def outlier_targets(self, reported: Iterable[Key]) -> dict[Series, OutlierTarget]:
         changed: dict[Series, set[str]] = defaultdict(set)
         for edition, unit, indicator, period in reported:
             if indicator in self.scored:
                 changed[(edition, unit, indicator)].add(period)
-        return {s: (periods, outliers.affected(periods, self.scored[s[2]])) for s, periods in changed.items()}
-
-    def outlier_spans(self, reported: Iterable[Key]) -> dict[Series, tuple[str, str]]:
-        """For each series, the first and last period whose reported value the targets read."""
-        spans: dict[Series, tuple[str, str]] = {}
-        for edition, unit, indicator, period in reported:
-            if indicator not in self.scored:
-                continue
-            first, last = outliers.span(period, self.scored[indicator])
-            held = spans.get((edition, unit, indicator))
-            spans[(edition, unit, indicator)] = (first, last) if held is None else (
-                min(first, held[0]), max(last, held[1]))
-        return spans
-
-
-def rule_reads(targets: Iterable[tuple[Rule, str, str, str]]) -> set[Key]:
-    """Every key the targets' rules read."""
-    keys: set[Key] = set()
-    for rule, edition, unit, period in targets:
-        for ref in rule.distinct_refs:
-            keys.add((edition, unit, ref.code, shift(period, -1) if ref.previous else period))
-    return keys
+        targets: dict[Series, OutlierTarget] = {}
+        for series, periods in changed.items():
+            reach = outliers.reach(self.scored[series[2]])
+            ordered = sorted(periods, key=ordinal) if len(periods) > 1 else list(periods)
+            targets[series] = OutlierTarget(frozenset(periods), shift(ordered[0], -reach),
+                                            shift(ordered[-1], reach))
+        return targets
 
 
 def check_rules(
-    targets: Iterable[tuple[Rule, str, str, str]],
+    targets: Mapping[Place, tuple[Rule, ...]],
     effective: Callable[[Key], Amount | None],
     hierarchy: Hierarchy,
     verdicts: Verdicts,
 ) -> None:
-    levels: dict[tuple[str, str], str | None] = {}
-    for rule, edition, unit, period in targets:
-        key: FlagKey = (edition, unit, "rule", rule.code, period)
-        level = levels.get((edition, unit), "")
-        if level == "":
-            found = hierarchy.get(edition, unit)
-            level = levels[(edition, unit)] = None if found is None else found.level
-        if level is None or not rule.applies_at(level):
-            verdicts.clear.append(key)
-            continue
-        before = shift(period, -1)
+    for (edition, unit, period), rules in targets.items():
+        found = hierarchy.get(edition, unit)
+        level = None if found is None else found.level
+        prior = shift(period, -1)
 
         def lookup(code: str, previous: bool, e: str = edition, u: str = unit, p: str = period,
-                   b: str = before) -> Amount | None:
+                   b: str = prior) -> Amount | None:
             return effective((e, u, code, b if previous else p))
 
-        outcome = rule.check(lookup)
-        if outcome.violated:
-            verdicts.open.append(Flag(key, rule.spec.importance.value, tuple(sorted(rule.indicators)),
-                                      outcome.left, outcome.right))
-        else:
-            verdicts.clear.append(key)
+        for rule in rules:
+            key: FlagKey = (edition, unit, "rule", rule.code, period)
+            if level is None or not rule.applies_at(level):
+                verdicts.clear.append(key)
+                continue
+            outcome = rule.check(lookup)
+            if outcome.violated:
+                verdicts.open.append(Flag(key, rule.spec.importance.value, rule.indicator_codes,
+                                          outcome.left, outcome.right))
+            else:
+                verdicts.clear.append(key)
 
 
 def check_outliers(
-    targets: dict[Series, tuple[set[str], set[str]]],
-    stocks: dict[str, bool],
-    reported: Callable[[Key], Decimal | None],
+    targets: Mapping[Series, OutlierTarget],
+    stocks: Mapping[str, bool],
+    histories: Mapping[Series, History],
     verdicts: Verdicts,
 ) -> None:
-    """`targets`: per series, (the periods whose reported value the batch changed, the periods they move)."""
-    for (edition, unit, indicator), (changed, periods) in targets.items():
-        def value(p: str, e: str = edition, u: str = unit, i: str = indicator) -> Decimal | None:
-            return reported((e, u, i, p))
-
-        for period in periods:
+    """`histories`: each target series' reported values from its `first_read` to its `last_scored` period."""
+    for series, target in targets.items():
+        edition, unit, indicator = series
+        history = histories.get(series, ())
+        reported = {ordinal(p): v for p, v in history}
+        codes = {ordinal(p): p for p, _ in history}
+        scored = outliers.scored_values(reported, stocks[indicator])
+        first = min(ordinal(p) for p in target.changed)
+        last = ordinal(target.last_scored)
+        for period in target.changed:
+            if ordinal(period) not in reported:  # retracted: whatever was open there resolves
+                verdicts.clear.append((edition, unit, "outlier", indicator, period))
+        for n, period in codes.items():
+            if not first <= n <= last:
+                continue
             key: FlagKey = (edition, unit, "outlier", indicator, period)
-            if period not in changed and reported((edition, unit, indicator, period)) is None:
-                continue  # no value, so no flag: it was resolved when its value went
-            found = outliers.flag_at(value, period, stocks[indicator])
+            found = outliers.flag_at(scored, n)
             if found is None:
                 verdicts.clear.append(key)
             else:

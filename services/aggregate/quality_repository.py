@@ -1,4 +1,4 @@
-"""The quality flags' SQL, inside the batch's transaction (nothing here commits): three reads, two writes.
+"""The quality flags' SQL, inside the batch's transaction (nothing here commits): two reads, two writes.
 
 Most targets of a batch hold, and most of those were never open: the flags open on the batch's units are
 read first (a handful of rows, through the partial index), so that only what changes is written.
@@ -6,22 +6,29 @@ read first (a handful of rows, through the partial index), so that only what cha
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.aggregate.quality import Flag, FlagKey, Key, Series
+from services.aggregate.quality import Flag, FlagKey, History, OutlierTarget, Series
 
-# The reported values of whole stretches of series, one statement: period codes of one type sort as they
-# follow each other, so a stretch is a text range.
-_REPORTED = text("""
-SELECT r.edition, r.unit, r.indicator, r.period, r.rep_num
+# The reported values of whole stretches of series, one statement and one row a series (a row a value
+# cost more to decode than the scoring itself): period codes of one type sort as they follow each other,
+# so a stretch is a text range. A lateral aggregate per series, rather than one GROUP BY, spares sorting
+# every row of the batch's histories together (a third of the statement's time).
+_HISTORIES = text("""
+SELECT s.e, s.u, s.i, h.periods, h.nums
 FROM json_to_recordset(CAST(:spans AS json)) AS s(e text, u text, i text, lo text, hi text)
-JOIN rollups r ON r.edition = s.e AND r.unit = s.u AND r.indicator = s.i AND r.period BETWEEN s.lo AND s.hi
-WHERE r.rep_num IS NOT NULL
+CROSS JOIN LATERAL (
+    SELECT array_agg(r.period ORDER BY r.period) AS periods, array_agg(r.rep_num ORDER BY r.period) AS nums
+    FROM rollups r
+    WHERE r.edition = s.e AND r.unit = s.u AND r.indicator = s.i AND r.period BETWEEN s.lo AND s.hi
+      AND r.rep_num IS NOT NULL
+) h
+WHERE h.periods IS NOT NULL
 """)
 
 # An open flag whose values change, or a resolved one that breaks again, loses its acknowledgement: the
@@ -64,13 +71,15 @@ def _document(items: list[dict[str, object]]) -> str:
     return orjson.dumps(items, default=str).decode()  # default: Decimal as its exact text
 
 
-async def load_reported(conn: AsyncConnection, spans: dict[Series, tuple[str, str]]) -> dict[Key, Decimal]:
-    """The stored reported values (flows and stocks: the numerator) within each series' span."""
-    if not spans:
+async def load_histories(conn: AsyncConnection, targets: Mapping[Series, OutlierTarget]) -> dict[Series, History]:
+    """Each target series' stored reported values (flows and stocks: the numerator), from the first period
+    its moved flags read to the last it may move."""
+    if not targets:
         return {}
-    document = _document([{"e": e, "u": u, "i": i, "lo": lo, "hi": hi} for (e, u, i), (lo, hi) in spans.items()])
-    result = await conn.execute(_REPORTED, {"spans": document})
-    return {(r[0], r[1], r[2], r[3]): r[4] for r in result}
+    document = _document([{"e": e, "u": u, "i": i, "lo": t.first_read, "hi": t.last_scored}
+                          for (e, u, i), t in targets.items()])
+    result = await conn.execute(_HISTORIES, {"spans": document})
+    return {(r[0], r[1], r[2]): list(zip(r[3], r[4], strict=True)) for r in result}
 
 
 Held = tuple[Decimal | None, Decimal | None, Decimal | None, bool]  # left, right, score, constant history

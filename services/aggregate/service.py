@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.aggregate import quality_repository as flags_repo
 from services.aggregate import repository as repo
 from services.aggregate.dead_letters import DeadLetter, Message
-from services.aggregate.quality import QualityPlan, Verdicts, check_outliers, check_rules, rule_reads
+from services.aggregate.quality import QualityPlan, Verdicts, check_outliers, check_rules
 from services.aggregate.rollup import BatchEffect, Key, Row, ancestor_units, apply_batch, materialized_parent
 from shared.catalog import Catalog
 from shared.db import transaction
@@ -167,14 +167,13 @@ async def flag_batch(
 ) -> None:
     """Evaluate, in the batch's transaction, every rule and outlier the batch's changes may move (DESIGN §8).
 
-    `rows` hold every changed key after the batch; what else the rules or the outlier windows read is loaded
-    as it stood, which is as it stands: the batch changed nothing else.
+    `rows` hold every changed key after the batch, already written; what else the rules or the outlier
+    windows read is loaded as it stands.
     """
     verdicts = Verdicts()
     targets = plan.rule_targets(effect.changed)
     if targets:
-        reads = rule_reads(targets)
-        extra = await repo.load_rows(conn, reads - rows.keys())
+        extra = await repo.load_rows(conn, plan.rule_reads(targets) - rows.keys())
 
         def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
             row = rows.get(key) or extra.get(key)
@@ -182,17 +181,9 @@ async def flag_batch(
             return None if pair is None else (pair.num, pair.den)
 
         check_rules(targets, effective, reference.hierarchy, verdicts)
-    reported_keys = [ev.key for ev in effect.applied]
-    series = plan.outlier_targets(reported_keys)
-    if series:
-        reported = await flags_repo.load_reported(conn, plan.outlier_spans(reported_keys))
-        for key, row in rows.items():  # the batch's own values, over what was stored before it
-            if key[:3] in series:
-                if row.reported is None:
-                    reported.pop(key, None)
-                else:
-                    reported[key] = row.reported.num
-        check_outliers(series, plan.scored, reported.get, verdicts)
+    series = plan.outlier_targets(ev.key for ev in effect.applied)
+    if series:  # the batch's rows are already written, so the histories include them
+        check_outliers(series, plan.scored, await flags_repo.load_histories(conn, series), verdicts)
     held = await flags_repo.open_on(conn, {k[:2] for k in verdicts.clear} | {f.key[:2] for f in verdicts.open})
     await flags_repo.open_flags(conn, [
         f for f in verdicts.open if held.get(f.key) != (f.left, f.right, f.score, f.constant_history)])

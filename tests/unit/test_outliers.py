@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.aggregate.outliers import flag_at
+from services.aggregate.outliers import flag_at, scored_values
 from shared.catalog import load_catalog
-from shared.periods import shift
+from shared.periods import ordinal, shift
 from shared.quality_oracle import ExpectedFlag, outlier_flags
 
 CATALOG = load_catalog()
@@ -26,7 +26,7 @@ def _both(values: list[int | None], indicator: str = "dossiers_received") -> tup
     """The flag at LAST as the aggregator scores it and as the oracle does."""
     series = _series(values)
     stock = indicator != "dossiers_received"
-    found = flag_at(series.get, LAST, stock)
+    found = flag_at(scored_values({ordinal(p): v for p, v in series.items()}, stock), ordinal(LAST))
     incremental = None if found is None else ExpectedFlag(found.value, found.median, found.score,
                                                           found.constant_history)
     oracle = outlier_flags({("legacy", "27991", indicator, p): (v, None) for p, v in series.items()}, CATALOG)
