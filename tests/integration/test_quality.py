@@ -61,7 +61,7 @@ async def test_flags_open_resolve_and_reopen_as_values_arrive(stack: Stack, hier
         event(20, "27991", 1100, period=JAN),
         event(21, "27991", 5000, period=JAN, indicator="vneid_l2_activated"),
         event(22, "27994", 10, 20, period=JAN, indicator="essential_services_online"),
-        event(23, "27997", 12, 20, period=JAN, indicator="essential_services_online"),
+        event(23, "27997", 12, 26, period=JAN, indicator="essential_services_online"),
     ]
     later = [event(30, "27991", 2200, period=JAN), event(31, "27991", 7, period=JAN, indicator="dossiers_received"),
              event(32, "27991", None, period=JAN, indicator="vneid_l2_activated")]
@@ -78,8 +78,8 @@ async def test_flags_open_resolve_and_reopen_as_values_arrive(stack: Stack, hier
             ("legacy", "27991", "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None),
             ("legacy", "803", "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None),
             ("legacy", "80", "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None),
-            ("legacy", "803", "rule", "essential_services_within_list", JAN): (40, 25, None, False, None),
-            ("legacy", "80", "rule", "essential_services_within_list", JAN): (40, 25, None, False, None),
+            # a commune's own list only: its district's computed 46 sums two lists
+            ("legacy", "27997", "rule", "essential_services_within_list", JAN): (26, 25, None, False, None),
         }
         await quality_verified(stack, hierarchy)
 
@@ -117,13 +117,13 @@ async def test_flags_open_resolve_and_reopen_as_values_arrive(stack: Stack, hier
     # The command an operator runs: clean, then one corrupted flag named with both values.
     clean = await asyncio.to_thread(_quality_verify, stack)
     assert (clean.returncode, clean.stdout.strip()) == (0, "quality flags verified: no difference")
-    await stack.execute("UPDATE quality_flags SET left_value = 41 WHERE unit = '803' AND code = $1",
+    await stack.execute("UPDATE quality_flags SET left_value = 27 WHERE unit = '27997' AND code = $1",
                         "essential_services_within_list")
     broken = await asyncio.to_thread(_quality_verify, stack)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert broken.stdout.splitlines() == [
-        "legacy/803 rule essential_services_within_list 2024-01: stored=open left=41 right=25 "
-        "recomputed=open left=40 right=25"]
+        "legacy/27997 rule essential_services_within_list 2024-01: stored=open left=27 right=25 "
+        "recomputed=open left=26 right=25"]
 
 
 def _quality_verify(stack: Stack) -> subprocess.CompletedProcess[str]:

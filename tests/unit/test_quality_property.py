@@ -16,7 +16,17 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.aggregate.quality import Flag, FlagKey, QualityPlan, Verdicts, check_outliers, check_rules
+from services.aggregate.quality import (
+    Flag,
+    FlagKey,
+    History,
+    OutlierTarget,
+    QualityPlan,
+    Series,
+    Verdicts,
+    check_outliers,
+    check_rules,
+)
 from services.aggregate.rollup import Key, Row, ancestor_keys, apply_batch, materialized_parent
 from shared.catalog import load_catalog
 from shared.events import AcceptedEvent
@@ -87,7 +97,7 @@ class Store:
         verdicts = Verdicts()
         check_rules(PLAN.rule_targets(effect.changed), self._effective, HIERARCHY, verdicts)
         series = PLAN.outlier_targets(ev.key for ev in effect.applied)
-        check_outliers(series, PLAN.scored, self._reported, verdicts)
+        check_outliers(series, PLAN.scored, self._histories(series), verdicts)
         for key in verdicts.clear:
             self.flags.pop(key, None)
         for flag in verdicts.open:
@@ -98,9 +108,11 @@ class Store:
         pair = None if row is None else row.effective
         return None if pair is None else (pair.num, pair.den)
 
-    def _reported(self, key: Key) -> Decimal | None:
-        row = self.rows.get(key)
-        return None if row is None or row.reported is None else row.reported.num
+    def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, History]:
+        """What the aggregator's one statement reads: each series' reported values over its stretch."""
+        return {series: [(k[3], r.reported.num) for k, r in sorted(self.rows.items())
+                         if k[:3] == series and r.reported is not None and t.first_read <= k[3] <= t.last_scored]
+                for series, t in targets.items()}
 
     def reported(self) -> dict[Key, tuple[Decimal, Decimal | None]]:
         return {k: (r.reported.num, r.reported.den) for k, r in self.rows.items() if r.reported is not None}
@@ -118,19 +130,31 @@ def test_incremental_flags_equal_the_flags_recomputed_from_scratch(batches: list
 
 def test_a_province_total_can_break_a_rule_its_communes_keep() -> None:
     store = Store()
-    events = [
-        AcceptedEvent(seq=s, event_id=f"e{s}", edition="legacy", unit=u, province="80",
-                      indicator="essential_services_online", period="2024-07", num=Decimal(10),
-                      den=Decimal(20), accepted_at=T0)
-        for s, u in enumerate(["27991", "27994"], start=1)
-    ]
-    store.apply(events)
-    # each commune is responsible for 20 of the 25 services; their district and province sum 40
+    figures = [("27991", "vneid_l2_activated", 10), ("27991", "cccd_issued", 20), ("27994", "vneid_l2_activated", 15)]
+    store.apply([
+        AcceptedEvent(seq=s, event_id=f"e{s}", edition="legacy", unit=u, province="80", indicator=i,
+                      period="2024-07", num=Decimal(n), den=None, accepted_at=T0)
+        for s, (u, i, n) in enumerate(figures, start=1)
+    ])
+    # 27991 keeps the rule and 27994 has no cards to compare with, but their district and province count
+    # the accounts of both communes against the cards of one: 25 > 20
     assert set(store.flags) == {
-        ("legacy", "803", "rule", "essential_services_within_list", "2024-07"),
-        ("legacy", "80", "rule", "essential_services_within_list", "2024-07"),
+        ("legacy", "803", "rule", "vneid_l2_activated_within_cccd", "2024-07"),
+        ("legacy", "80", "rule", "vneid_l2_activated_within_cccd", "2024-07"),
     }
-    assert store.flags[("legacy", "80", "rule", "essential_services_within_list", "2024-07")].left == 40
+    flag = store.flags[("legacy", "80", "rule", "vneid_l2_activated_within_cccd", "2024-07")]
+    assert (flag.left, flag.right) == (25, 20)
+
+
+def test_the_list_of_25_bounds_a_commune_not_the_sum_of_its_district() -> None:
+    store = Store()
+    store.apply([
+        AcceptedEvent(seq=s, event_id=f"e{s}", edition="legacy", unit=u, province="80",
+                      indicator="essential_services_online", period="2024-07", num=Decimal(n), den=Decimal(d),
+                      accepted_at=T0)
+        for s, (u, n, d) in enumerate([("27991", 10, 20), ("27994", 10, 26)], start=1)
+    ])
+    assert set(store.flags) == {("legacy", "27994", "rule", "essential_services_within_list", "2024-07")}
 
 
 def _event(seq: int, period: str, num: int) -> AcceptedEvent:
