@@ -15,6 +15,7 @@ import orjson
 
 from shared.catalog import Catalog, Measure, load_catalog
 from shared.hierarchy import Unit, read_dataset
+from shared.periods import ordinal
 
 # DESIGN §2: the codes every deployment has (all monthly).
 REQUIRED = (
@@ -49,14 +50,33 @@ class Legacy:
         )
 
 
-def figures(measure: Measure, n: int) -> dict[str, Any]:
-    """Plausible figures for one event of a measure; `n` varies them."""
+def figures(indicator: str, measure: Measure, n: int, period: str) -> dict[str, Any]:
+    """Plausible figures for one event; `n` varies them by unit, `period` moves them along the months.
+
+    They keep the catalogue's rules as real reports mostly do (accounts within cards, stocks that grow a
+    little every month, at most 25 essential services), so that evaluating rules and outliers is measured
+    on the checks a month of clean reports costs, not on writing a flag for every other commune.
+    """
+    size = 1_000 + (n * 7_919) % 50_000
+    month = ordinal(period) if len(period) == 7 else 0
+    dossiers = size // 10 + month % 3
+    match indicator:
+        case "essential_services_online":
+            return {"numerator": 10 + n % 16, "denominator": 25}
+        case "online_dossier_rate":  # of the dossiers received
+            return {"numerator": dossiers - n % 97, "denominator": dossiers}
+        case "cccd_coverage":  # holders among residents: fewer holders than cards issued
+            return {"numerator": size * 9, "denominator": size * 12}
+        case "dossiers_received":
+            return {"value": dossiers}
     if measure is Measure.RATIO:
-        denominator = 500 + n % 9_500
-        return {"numerator": denominator - n % 97, "denominator": denominator}
+        return {"numerator": size - n % 97, "denominator": size}
     if measure is Measure.BOOLEAN:
         return {"value": n % 5 != 0}
-    return {"value": 1_000 + (n * 7_919) % 50_000}
+    if measure is Measure.STOCK:
+        level = size * 10 + month * (size // 10)  # cards (and accounts, 6 in 10) climb each month
+        return {"value": level * 6 // 10 if indicator == "vneid_l2_activated" else level}
+    return {"value": 1 + (n + month) % 5}
 
 
 class EventFactory:
@@ -71,12 +91,11 @@ class EventFactory:
         found = self.catalog.get(indicator)
         assert found is not None, indicator
         return {"event_id": f"{self.prefix}{next(self._ids)}", "unit": unit, "edition": "legacy",
-                "indicator": indicator, "period": period, **figures(found.measure, n)}
+                "indicator": indicator, "period": period, **figures(indicator, found.measure, n, period)}
 
     def month_of_everything(self, communes: Sequence[Unit], period: str = MONTH) -> list[dict[str, Any]]:
         """One month of every required indicator for every commune (80,280 events for the full edition)."""
-        return [self.event(c.code, ind, period, i * 8 + k)
-                for i, c in enumerate(communes) for k, ind in enumerate(REQUIRED)]
+        return [self.event(c.code, ind, period, i) for i, c in enumerate(communes) for ind in REQUIRED]
 
     def stream(self, communes: Sequence[Unit], months: Sequence[str], start: int = 0) -> Iterator[dict[str, Any]]:
         """An endless stream spread over communes, indicators and months, like many integrations at once."""
