@@ -100,10 +100,9 @@ class AggregateSettings(CommonSettings):
     session_timeout_ms: int = Field(10000, ge=1000, validation_alias=env("AGGREGATE_SESSION_TIMEOUT_MS"))
     heartbeat_interval_ms: int = Field(3000, ge=300, validation_alias=env("AGGREGATE_HEARTBEAT_INTERVAL_MS"))
     db_role: DbRole = Field("d06_aggregate", validation_alias=env("AGGREGATE_DB_ROLE"))
-    # Rules and outliers in the batch's transaction (DESIGN §8). Off by default until they cost at most a fifth
-    # of the aggregator's throughput (today they cost three quarters: docs/performance.md) and the flags can
-    # be read (issue 13's read side is not built yet).
-    quality: bool = Field(False, validation_alias=env("AGGREGATE_QUALITY"))
+    # Rules and outliers in the batch's transaction (DESIGN §8): what reviewers rely on, so on by default;
+    # off trades the flags for throughput (docs/performance.md has both figures).
+    quality: bool = Field(True, validation_alias=env("AGGREGATE_QUALITY"))
 
 
 class QuerySettings(CommonSettings):
