@@ -21,11 +21,12 @@ from types import FrameType
 
 import httpx
 
-from shared.auth import authenticate, create_key
+from shared.auth import Role, authenticate, create_key
 from shared.db import create_database, make_engine, transaction
 from shared.demo_loader import DemoLoader
 from shared.devstack import LocalBroker, LocalPostgres
 from shared.devstack.supervisor import CrashLoop, Program, Supervisor
+from shared.keys import revoke
 from shared.migrate import load_reference_data, upgrade
 from shared.periods import today_in_vietnam
 from shared.settings import DEV_BROKER_PORT, DEV_PG_PORT
@@ -61,16 +62,21 @@ def step(message: str) -> None:
 
 
 async def _dev_key(url: str) -> str:
-    """Reuse `.run/dev-api-key` while it still works; otherwise create a new VN key with every role."""
+    """Reuse `.run/dev-api-key` while it still works and holds every role; otherwise create a new VN key with
+    every role. A key from before a role existed is revoked and replaced, so the printed key can do everything
+    the README shows."""
     path = RUN / "dev-api-key"
     engine = make_engine(url, pool_size=1, app="d06-run")
     try:
         async with transaction(engine) as conn:
-            if path.exists() and await authenticate(conn, path.read_text().strip(), touch=False):
+            kept = await authenticate(conn, path.read_text().strip(), touch=False) if path.exists() else None
+            if kept is not None and all(kept.has(role) for role in Role):
                 return path.read_text().strip()
+            if kept is not None and kept.key_id is not None:
+                await revoke(conn, kept.key_id)
             _, key = await create_key(
                 conn, name="development (make run)", scope_code="VN", scope_edition=None,
-                roles=["submit", "read", "admin"],
+                roles=[role.value for role in Role],
             )
     finally:
         await engine.dispose()
@@ -247,7 +253,7 @@ d06 is running.
   aggregate  {AGGREGATE.url}      metrics: {AGGREGATE.url}/metrics
   query      {QUERY.url}      docs: {QUERY.url}/docs
 
-  development API key (scope VN, roles submit,read,admin; also in .run/dev-api-key):
+  development API key (scope VN, roles submit,read,admin,review; also in .run/dev-api-key):
     {key}
 
   post an event (Bến Lức district, Long An, chip ID cards issued to date, July 2024):
