@@ -104,6 +104,8 @@ class AggregateSettings(CommonSettings):
     # of the aggregator's throughput (today they cost three quarters: docs/performance.md) and the flags can
     # be read (issue 13's read side is not built yet).
     quality: bool = Field(False, validation_alias=env("AGGREGATE_QUALITY"))
+    # How often the open flags are counted for d06_quality_flags_open (services/aggregate/quality_gauge.py).
+    quality_gauge_seconds: float = Field(20.0, gt=0, validation_alias=env("AGGREGATE_QUALITY_GAUGE_SECONDS"))
 
 
 class QuerySettings(CommonSettings):
