@@ -61,28 +61,34 @@ def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-async def _dev_key(url: str) -> str:
+def dev_key(url: str, path: Path = RUN / "dev-api-key") -> str:
     """Reuse `.run/dev-api-key` while it still works and holds every role; otherwise create a new VN key with
     every role. A key from before a role existed is revoked and replaced, so the printed key can do everything
     the README shows."""
-    path = RUN / "dev-api-key"
+    kept = path.read_text().strip() if path.exists() else None
+    key = asyncio.run(_valid_dev_key(url, kept))
+    if key != kept:
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    return key
+
+
+async def _valid_dev_key(url: str, kept: str | None) -> str:
     engine = make_engine(url, pool_size=1, app="d06-run")
     try:
         async with transaction(engine) as conn:
-            kept = await authenticate(conn, path.read_text().strip(), touch=False) if path.exists() else None
-            if kept is not None and all(kept.has(role) for role in Role):
-                return path.read_text().strip()
-            if kept is not None and kept.key_id is not None:
-                await revoke(conn, kept.key_id)
+            principal = await authenticate(conn, kept, touch=False) if kept else None
+            if kept and principal is not None and all(principal.has(role) for role in Role):
+                return kept
+            if principal is not None and principal.key_id is not None:
+                await revoke(conn, principal.key_id)
             _, key = await create_key(
                 conn, name="development (make run)", scope_code="VN", scope_edition=None,
                 roles=[role.value for role in Role],
             )
+            return key
     finally:
         await engine.dispose()
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
 
 
 def is_ready(url: str) -> bool:
@@ -197,7 +203,7 @@ def run(reset: bool = False) -> int:
             supervisor.start(_program(service, env))
         _wait_all_ready(supervisor)
 
-        key = asyncio.run(_dev_key(url))
+        key = dev_key(url)
         step("demo: posting the seed reports' figures through the ingest API")
         subprocess.run(
             [sys.executable, "-m", "shared.cli", "demo", "load", "--key", key, "--url", INGEST.url], check=True
