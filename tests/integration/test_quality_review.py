@@ -24,7 +24,7 @@ from shared.auth import key_id_of
 from shared.kafka import ensure_topics
 from shared.settings import IngestSettings
 from tests.fixtures.aggregator import aggregating
-from tests.fixtures.apps import auth, running
+from tests.fixtures.apps import auth, no_relay, running
 from tests.fixtures.infra import Stack
 from tests.fixtures.waiting import eventually
 
@@ -197,3 +197,14 @@ async def test_an_acknowledgement_is_refused_without_the_role_outside_the_scope_
 
     assert await pipeline.stack.fetch("SELECT * FROM quality_flags ORDER BY id") == before  # nothing changed
     assert (await acknowledge(commune["id"], {"comment": "x" * 1000})).status_code == 200
+
+
+async def test_the_route_is_documented_with_its_errors_and_examples(stack: Stack) -> None:
+    async with running(create_app(no_relay(stack))) as ingest:
+        doc = (await ingest.get("/openapi.json")).json()
+    operation = doc["paths"]["/v1/quality/{flag_id}/acknowledge"]["post"]
+    assert operation["summary"] and "`review` role" in operation["description"]
+    assert operation["requestBody"]["content"]["application/json"]["examples"]["recounted"]["value"] == {
+        "comment": COMMENT}
+    assert {"200", "401", "403", "404", "409", "422"} <= set(operation["responses"])
+    assert operation["responses"]["200"]["content"]["application/json"]["example"]["status"] == "acknowledged"
