@@ -1,5 +1,5 @@
-"""The quality flags' SQL, inside the batch's transaction (nothing here commits): three reads, two writes; and
-the count of open flags for the gauge.
+"""The quality flags' SQL, inside the batch's transaction (nothing here commits): three reads, two writes; and,
+outside any batch, the count of open flags for the gauge (quality_gauge.py).
 
 Most targets of a batch hold, and most of those were never open: the flags open on the batch's units are
 read first (a handful of rows, through the partial index), so that only what changes is written.
