@@ -29,6 +29,7 @@ class Role(StrEnum):
     SUBMIT = "submit"
     READ = "read"
     ADMIN = "admin"
+    REVIEW = "review"  # acknowledges data-quality flags (DESIGN §8)
 
 
 @dataclass(frozen=True, slots=True)

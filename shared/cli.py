@@ -20,7 +20,7 @@ from shared.crosswalk_db import store_crosswalk
 from shared.db import make_engine, transaction
 from shared.hierarchy import Edition, fetch_hierarchy, read_dataset, store_units
 from shared.import_cli import add_command as add_import_command
-from shared.keys import KeyRefused, KeyRequest
+from shared.keys import ROLES, KeyRefused, KeyRequest
 from shared.settings import CommonSettings
 
 DEMO_EVENTS = Path(__file__).with_name("demo") / "seed_events.json"
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("--scope", required=True, help="unit code of the subtree, or VN")
     create.add_argument("--edition", choices=[e.value for e in Edition], help="edition of the scope unit")
-    create.add_argument("--roles", required=True, help="comma-separated: submit,read,admin")
+    create.add_argument("--roles", required=True, help=f"comma-separated: {','.join(ROLES)}")
     create.add_argument("--name", default="unnamed")
     create.add_argument("--expires-in-days", type=int, default=None)
     create.set_defaults(fn=cmd_keys_create)

@@ -21,11 +21,12 @@ from types import FrameType
 
 import httpx
 
-from shared.auth import authenticate, create_key
+from shared.auth import Role, authenticate, create_key
 from shared.db import create_database, make_engine, transaction
 from shared.demo_loader import DemoLoader
 from shared.devstack import LocalBroker, LocalPostgres
 from shared.devstack.supervisor import CrashLoop, Program, Supervisor
+from shared.keys import revoke
 from shared.migrate import load_reference_data, upgrade
 from shared.periods import today_in_vietnam
 from shared.settings import DEV_BROKER_PORT, DEV_PG_PORT
@@ -60,23 +61,34 @@ def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-async def _dev_key(url: str) -> str:
-    """Reuse `.run/dev-api-key` while it still works; otherwise create a new VN key with every role."""
-    path = RUN / "dev-api-key"
+def dev_key(url: str, path: Path = RUN / "dev-api-key") -> str:
+    """Reuse `.run/dev-api-key` while it still works and holds every role; otherwise create a new VN key with
+    every role. A key from before a role existed is revoked and replaced, so the printed key can do everything
+    the README shows."""
+    kept = path.read_text().strip() if path.exists() else None
+    key = asyncio.run(_valid_dev_key(url, kept))
+    if key != kept:
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    return key
+
+
+async def _valid_dev_key(url: str, kept: str | None) -> str:
     engine = make_engine(url, pool_size=1, app="d06-run")
     try:
         async with transaction(engine) as conn:
-            if path.exists() and await authenticate(conn, path.read_text().strip(), touch=False):
-                return path.read_text().strip()
+            principal = await authenticate(conn, kept, touch=False) if kept else None
+            if kept and principal is not None and all(principal.has(role) for role in Role):
+                return kept
+            if principal is not None and principal.key_id is not None:
+                await revoke(conn, principal.key_id)
             _, key = await create_key(
                 conn, name="development (make run)", scope_code="VN", scope_edition=None,
-                roles=["submit", "read", "admin"],
+                roles=[role.value for role in Role],
             )
+            return key
     finally:
         await engine.dispose()
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
 
 
 def is_ready(url: str) -> bool:
@@ -191,7 +203,7 @@ def run(reset: bool = False) -> int:
             supervisor.start(_program(service, env))
         _wait_all_ready(supervisor)
 
-        key = asyncio.run(_dev_key(url))
+        key = dev_key(url)
         step("demo: posting the seed reports' figures through the ingest API")
         subprocess.run(
             [sys.executable, "-m", "shared.cli", "demo", "load", "--key", key, "--url", INGEST.url], check=True
@@ -247,7 +259,7 @@ d06 is running.
   aggregate  {AGGREGATE.url}      metrics: {AGGREGATE.url}/metrics
   query      {QUERY.url}      docs: {QUERY.url}/docs
 
-  development API key (scope VN, roles submit,read,admin; also in .run/dev-api-key):
+  development API key (scope VN, roles submit,read,admin,review; also in .run/dev-api-key):
     {key}
 
   post an event (Bến Lức district, Long An, chip ID cards issued to date, July 2024):

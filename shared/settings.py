@@ -103,6 +103,8 @@ class AggregateSettings(CommonSettings):
     # Rules and outliers in the batch's transaction (DESIGN §8): what reviewers rely on, so on by default;
     # off trades the flags for throughput (docs/performance.md has both figures).
     quality: bool = Field(True, validation_alias=env("AGGREGATE_QUALITY"))
+    # How often the open flags are counted for d06_quality_flags_open (services/aggregate/quality_gauge.py).
+    quality_gauge_seconds: float = Field(20.0, gt=0, validation_alias=env("AGGREGATE_QUALITY_GAUGE_SECONDS"))
 
 
 class QuerySettings(CommonSettings):

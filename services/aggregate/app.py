@@ -1,4 +1,5 @@
-"""The aggregator process: the consumer, the hierarchy keeper, the dead-letter relay and the operator routes.
+"""The aggregator process: the consumer, the hierarchy keeper, the dead-letter relay, the open-flags gauge and
+the operator routes.
 
 `uvicorn --factory services.aggregate.app:create_app --port 8002`. Nothing is built at import time; the
 lifespan owns every resource and closes them in reverse order. Start-up never fails because Postgres or
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.aggregate.consumer import Aggregator
 from services.aggregate.dead_letter_relay import DeadLetterRelay
 from services.aggregate.metrics import AggregateMetrics
+from services.aggregate.quality_gauge import OpenFlagsGauge
 from services.aggregate.service import CurrentReference
 from shared.catalog import load_catalog
 from shared.db import make_engine, ping
@@ -70,6 +72,7 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
             on_load=reference.rebuild,
         )
         relay = DeadLetterRelay(settings, engine, metrics)
+        flags_gauge = OpenFlagsGauge(engine, metrics, settings.quality_gauge_seconds)
         aggregator = Aggregator(settings, engine, keeper, reference, metrics, on_dead_letters=relay.wake)
         running.engine, running.keeper, running.aggregator = engine, keeper, aggregator
         stop = asyncio.Event()
@@ -78,6 +81,7 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
                 asyncio.create_task(keeper.run(stop), name="d06-aggregate-hierarchy"),
                 asyncio.create_task(aggregator.run(stop), name="d06-aggregate-consumer"),
                 asyncio.create_task(relay.run(stop), name="d06-aggregate-dead-letters"),
+                asyncio.create_task(flags_gauge.run(stop), name="d06-aggregate-quality-gauge"),
             ]
             log.info("aggregator started (topic %s, group %s)", settings.events_topic, settings.consumer_group)
             try:

@@ -1,10 +1,11 @@
 """Every metric the aggregator exposes, in one place (STYLE §11).
 
 Labels are bounded by construction: `outcome` comes from the enum below, `reason` from dead_letters.py's
-`Reason`, `partition` from the topic's partition count. Operators watch four things here: throughput
-(events by outcome), poison (dead letters by reason, and how many still wait for their topic), how far
-behind the log the aggregator is (lag per partition) and how old a figure is when a reader can first see
-it (freshness, the DESIGN §6 p99 ≤ 1 s promise).
+`Reason`, `partition` from the topic's partition count, a flag's `kind` and `importance` from the table's
+CHECKs. Operators watch five things here: throughput (events by outcome), poison (dead letters by reason, and
+how many still wait for their topic), how far behind the log the aggregator is (lag per partition), how old a
+figure is when a reader can first see it (freshness, the DESIGN §6 p99 ≤ 1 s promise) and the quality flags
+that wait for a reviewer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class EventOutcome(StrEnum):
     STALE = "stale"  # a newer seq already won (replay, duplicate, reordering)
     DEAD_LETTERED = "dead_lettered"
     REDELIVERED = "redelivered"  # below the offset already stored for its partition: not even parsed
+
+
+# Every (kind, importance, acknowledged) of d06_quality_flags_open: the CHECKs of quality_flags (migration 0007).
+FLAG_SERIES = [(kind, importance, acknowledged) for kind in ("rule", "outlier")
+               for importance in ("high", "medium", "low") for acknowledged in ("true", "false")]
 
 
 class WeightedHistogram(Collector):
@@ -125,6 +131,14 @@ class AggregateMetrics:
             "Dead letters stored in Postgres and not yet copied to the dead-letter topic.",
             registry=registry,
         )
+        self.quality_flags_open = Gauge(
+            "d06_quality_flags_open",
+            "Quality flags open now (every unit, period and edition), by kind (rule, outlier), importance and "
+            "whether a reviewer acknowledged them; counted from the table every AGGREGATE_QUALITY_GAUGE_SECONDS.",
+            ["kind", "importance", "acknowledged"], registry=registry,
+        )
+        for kind, importance, acknowledged in FLAG_SERIES:
+            self.quality_flags_open.labels(kind, importance, acknowledged)
         self.last_commit = Gauge(
             "d06_aggregate_last_commit_timestamp_seconds",
             "Unix time of the last committed batch; alert when it stops moving while lag grows.",

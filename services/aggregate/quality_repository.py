@@ -1,4 +1,5 @@
-"""The quality flags' SQL, inside the batch's transaction (nothing here commits): two reads, two writes.
+"""The quality flags' SQL, inside the batch's transaction (nothing here commits): two reads, two writes; and,
+outside any batch, the count of open flags for the gauge (quality_gauge.py).
 
 Most targets of a batch hold, and most of those were never open: the flags open on the batch's units are
 read first (a handful of rows, through the partial index), so that only what changes is written.
@@ -109,3 +110,17 @@ async def resolve_flags(conn: AsyncConnection, keys: Collection[FlagKey]) -> Non
     await conn.execute(_RESOLVE, {"keys": _document([
         {"e": e, "u": u, "k": k, "c": c, "p": p} for e, u, k, c, p in keys
     ])})
+
+
+# Through the partial index of open flags: the count reads the open rows only, however many have resolved.
+_OPEN_COUNTS = text("""
+SELECT kind, importance, acknowledged_at IS NOT NULL AS acknowledged, count(*) AS n
+FROM quality_flags WHERE status = 'open'
+GROUP BY 1, 2, 3
+""")
+
+
+async def count_open(conn: AsyncConnection) -> dict[tuple[str, str, bool], int]:
+    """Open flags by (kind, importance, acknowledged)."""
+    result = await conn.execute(_OPEN_COUNTS)
+    return {(r.kind, r.importance, r.acknowledged): r.n for r in result}

@@ -68,8 +68,8 @@ def _problem(refused: keys.KeyRefused) -> Problem:
                **responses(*_ERRORS, MalformedJson, PayloadTooLarge)},
 )
 async def create(state: AppState, admin: Admin, hierarchy: LoadedHierarchy, body: KeyCreate) -> Response:
-    request = keys.KeyRequest(name=body.name, scope=body.scope, roles=list(body.roles), edition=body.edition,
-                              expires_at=body.expires_at)
+    request = keys.KeyRequest(name=body.name, scope=body.scope, roles=[r.value for r in body.roles],
+                              edition=body.edition, expires_at=body.expires_at)
     now = datetime.now(UTC)
     try:
         async with transaction(state.engine) as conn:

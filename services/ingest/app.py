@@ -19,6 +19,7 @@ from services.ingest.admin import router as admin_router
 from services.ingest.api import router
 from services.ingest.imports import router as imports_router
 from services.ingest.metrics import IngestMetrics
+from services.ingest.quality import router as quality_router
 from services.ingest.relay import Relay
 from services.ingest.state import IngestState
 from shared.catalog import load_catalog
@@ -68,6 +69,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(imports_router)
     app.include_router(admin_router)
+    app.include_router(quality_router)
     return app
 
 

@@ -9,6 +9,7 @@ request, so a request is authenticated and charged to its rate limit once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -53,6 +54,7 @@ def _holding(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
 Submitter = Annotated[Principal, Depends(_holding(Role.SUBMIT))]
 Admin = Annotated[Principal, Depends(_holding(Role.ADMIN))]  # authenticated before the body is validated
+Reviewer = Annotated[Principal, Depends(_holding(Role.REVIEW))]
 
 
 async def loaded_hierarchy(state: AppState) -> Hierarchy:
@@ -85,6 +87,20 @@ async def valid_key_id(
 
 
 KeyId = Annotated[str, Depends(valid_key_id)]
+
+_FLAG_ID = re.compile(r"[1-9][0-9]{0,18}")
+_BIGINT_MAX = 2**63 - 1
+
+
+async def valid_flag_id(
+    flag_id: Annotated[str, Path(max_length=32, description="The flag's `id`, as the quality listing gives it.")],
+) -> int:
+    if not _FLAG_ID.fullmatch(flag_id) or int(flag_id) > _BIGINT_MAX:  # could not be stored: never quoted back
+        raise NotFound("no such quality flag")
+    return int(flag_id)
+
+
+FlagId = Annotated[int, Depends(valid_flag_id)]
 
 
 async def valid_key_cursor(

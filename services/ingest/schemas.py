@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.ingest.body import MAX_EVENTS
-from services.ingest.validation import EVENT_ID_PATTERN, MAX_COMMENT
+from services.ingest.validation import EVENT_ID_PATTERN, MAX_COMMENT, read_comment
+from shared.auth import Role
 from shared.errors import FieldError
 from shared.limits import unsafe_character
 
@@ -122,9 +123,6 @@ class EventStatus(BaseModel):
 
 # ---- API keys (/v1/admin/keys)
 
-RoleName = Literal["submit", "read", "admin"]
-
-
 class KeyCreate(BaseModel):
     """A new key. Its scope must lie inside the creating key's, its roles among the creator's, and it
     cannot outlive the creator: an admin key can delegate what it holds, never more."""
@@ -138,7 +136,8 @@ class KeyCreate(BaseModel):
     edition: Literal["legacy", "2025"] | None = Field(
         None, description="Edition of the scope unit; default the creator's, else `2025`. For `VN`, absent "
                           "means every edition (only a creator of every edition may give that).")
-    roles: list[RoleName] = Field(min_length=1, max_length=3, description="Roles among the creator's own.")
+    roles: list[Role] = Field(min_length=1, max_length=len(Role), description="Roles among the creator's own: "
+                              "`submit`, `read`, `admin`, `review` (acknowledges data-quality flags).")
     expires_at: AwareDatetime | None = Field(
         None, description="When the key stops working (RFC 3339, with offset); default the creator's expiry.")
 
@@ -176,3 +175,51 @@ class KeyCreated(KeyView):
 class KeyPage(BaseModel):
     items: list[KeyView]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; `null` on the last.")
+
+
+# ---- quality flags (/v1/quality/{id}/acknowledge)
+
+ACKNOWLEDGE_EXAMPLE = "the district re-counted; the figure is right"
+
+
+class AcknowledgeIn(BaseModel):
+    """A reviewer's note on a flag: what was checked, for the people who read the quality listing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(description=f"What was checked, 1 to {MAX_COMMENT:,} characters (trimmed).",
+                         examples=[ACKNOWLEDGE_EXAMPLE])
+
+    @field_validator("comment")
+    @classmethod
+    def _readable(cls, comment: str) -> str:
+        problems: list[str] = []
+        kept = read_comment(comment.strip(), lambda _field, message: problems.append(message))
+        if problems:
+            raise ValueError(problems[0])
+        if not kept:
+            raise ValueError("a comment is required: say what was checked (e.g. \"the district re-counted\")")
+        return kept
+
+
+class Acknowledgement(BaseModel):
+    by: str = Field(description="The id of the API key that acknowledged the flag.")
+    at: datetime
+    comment: str
+
+
+class AcknowledgedFlag(BaseModel):
+    id: int
+    status: Literal["acknowledged"] = Field(description="Open, and checked by a reviewer; a later change of a "
+                                                        "value the flag reads clears the acknowledgement.")
+    acknowledged: Acknowledgement
+    edition: str
+    unit: str
+    period: str
+    kind: Literal["rule", "outlier"]
+    code: str = Field(description="The rule's code, or the indicator's for an outlier.")
+    importance: Literal["high", "medium", "low"]
+    left: float | None = Field(description="A rule's left side; an outlier's scored value.")
+    right: float | None = Field(description="A rule's right side; the median of an outlier's window.")
+    score: float | None = Field(description="An outlier's modified z-score; null for a rule, or for a "
+                                            "departure from a constant history.")

@@ -199,7 +199,7 @@ def validate_event(
     if event_id is not None and (not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id)):
         fail("event_id", "an event_id is 1 to 128 characters among A-Z a-z 0-9 . _ : -")
         event_id = None
-    comment = _comment(raw.get("comment"), fail)
+    comment = read_comment(raw.get("comment"), fail)
 
     reference = (references or References(ctx)).of(raw)
     for field, message in reference.problems:
@@ -208,10 +208,7 @@ def validate_event(
     unit = _unit(raw.get("unit"), reference.edition, raw.get("edition") is None, ctx.hierarchy, fail)
 
     if unit is not None and not ctx.principal.can_see(unit):
-        scope = ctx.principal.scope_code
-        if ctx.principal.scope_edition:
-            scope += f" ({ctx.principal.scope_edition})"
-        message = f"unit {unit.code} ({unit.edition}) is outside the key's scope {scope}"
+        message = outside_scope(ctx.principal, unit.edition, unit.code)
         return Rejection(index, event_id, RejectReason.SCOPE, (FieldError(f"{at}.unit", message),), group)
 
     pair = None
@@ -233,7 +230,16 @@ def validate_event(
     )
 
 
-def _comment(given: Any, fail: Fail) -> str | None:
+def outside_scope(principal: Principal, edition: str, unit: str) -> str:
+    """What a key is told about a unit outside its scope (an event's, or a quality flag's)."""
+    scope = principal.scope_code
+    if principal.scope_edition:
+        scope += f" ({principal.scope_edition})"
+    return f"unit {unit} ({edition}) is outside the key's scope {scope}"
+
+
+def read_comment(given: Any, fail: Fail) -> str | None:
+    """A comment as stored (NFC); `fail("comment", message)` for each thing wrong with it."""
     if given is None:
         return None
     if not isinstance(given, str):

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from services.ingest.app import create_app as create_ingest
+from shared.auth import Role
 from tests.fixtures.apps import no_relay, running, serve
 from tests.fixtures.infra import Stack
 from tests.fixtures.rollups import LEGACY, insert
@@ -89,8 +90,9 @@ def fuzz_operation(
 async def test_generated_requests_get_no_5xx_and_conform_to_the_schemas(stack: Stack) -> None:
     await insert(stack, LEGACY)
     # Every third request goes with a province key, so the scope checks' answers are generated too.
-    keys = [await stack.create_key(), await stack.create_key(),
-            await stack.create_key(scope="80", edition="legacy", roles=("submit", "read", "admin"))]
+    every_role = tuple(Role)
+    keys = [await stack.create_key(roles=every_role), await stack.create_key(roles=every_role),
+            await stack.create_key(scope="80", edition="legacy", roles=every_role)]
     loop = asyncio.get_running_loop()
     tally = Tally()
     documented = 0
