@@ -5,16 +5,31 @@ Numbers travel as strings so that no float ever rounds a figure between the outb
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: The NOTIFY channel on which the aggregator announces, in the transaction of each batch that changed
 #: rollups, the province trees it changed (`edition/province`, comma-separated); the query service listens
 #: to know which answers it keeps in memory are stale.
 ROLLUPS_CHANGED = "d06_rollups_changed"
+
+
+async def announce(conn: AsyncConnection, provinces: Collection[str]) -> None:
+    """Tell listeners (the query service's answer caches) which provinces (`edition/province`) this
+    transaction changed: rollups, or the flags shown on their values.
+
+    A NOTIFY is delivered at COMMIT and dropped by ROLLBACK: listeners hear of exactly what was committed.
+    """
+    if provinces:
+        await conn.execute(text("SELECT pg_notify(:channel, :provinces)"),
+                           {"channel": ROLLUPS_CHANGED, "provinces": ",".join(sorted(provinces))})
+
 
 #: The NOTIFY channel on which a trigger on api_keys (migration 0003) announces, in the changing transaction,
 #: that a key was revoked, deleted or had its expiry, roles, scope or secret changed.

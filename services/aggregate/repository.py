@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.aggregate.dead_letters import DeadLetter
 from services.aggregate.rollup import Key, Row
-from shared.events import ROLLUPS_CHANGED
 from shared.values import pair_or_none
 
 
@@ -134,17 +133,6 @@ async def upsert_rows(conn: AsyncConnection, rows: dict[Key, Row], keys: Collect
         })
     await conn.execute(_UPSERT, {"rows": _document(items)})
     return len(items)
-
-
-async def announce(conn: AsyncConnection, provinces: Collection[str]) -> None:
-    """Tell listeners (the query service's answer caches) which provinces (`edition/province`) this
-    transaction changed.
-
-    A NOTIFY is delivered at COMMIT and dropped by ROLLBACK: listeners hear of exactly what was committed.
-    """
-    if provinces:
-        await conn.execute(text("SELECT pg_notify(:channel, :provinces)"),
-                           {"channel": ROLLUPS_CHANGED, "provinces": ",".join(sorted(provinces))})
 
 
 async def store_offsets(

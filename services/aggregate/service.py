@@ -25,7 +25,7 @@ from services.aggregate.quality import QualityPlan, Verdicts, check_outliers, ch
 from services.aggregate.rollup import BatchEffect, Key, Row, ancestor_units, apply_batch, materialized_parent
 from shared.catalog import Catalog
 from shared.db import transaction
-from shared.events import AcceptedEvent
+from shared.events import AcceptedEvent, announce
 from shared.hierarchy import Hierarchy
 
 
@@ -154,7 +154,7 @@ async def apply_messages(
             result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
             if reference.quality is not None:
                 await flag_batch(conn, reference, reference.quality, rows, result.effect)
-            await repo.announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})
+            await announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})
         if result.dead:
             result.new_dead = await repo.insert_dead_letters(conn, topic, current, result.dead)
         await repo.store_offsets(conn, group, topic, current, result.next_offsets)

@@ -33,6 +33,7 @@ from shared.errors import (
     ValidationFailed,
     responses,
 )
+from shared.events import announce
 from shared.values import as_number
 
 router = APIRouter(prefix="/v1/quality", tags=["quality flags"])
@@ -112,4 +113,8 @@ async def acknowledge(
             raise Conflict(f"flag {flag_id} is resolved: resolved flags need no acknowledgement")
         row = (await conn.execute(_ACKNOWLEDGE, {"id": flag_id, "by": principal.key_id,
                                                  "comment": body.comment})).one()
+        # The query service keeps answers per province; their values show the flag, now acknowledged.
+        unit = hierarchy.get(flag.edition, flag.unit)
+        if unit is not None and unit.province_code is not None:
+            await announce(conn, {f"{flag.edition}/{unit.province_code}"})
     return Response(orjson.dumps(_view(row)), media_type="application/json")
