@@ -40,7 +40,8 @@ def planted() -> list[Any]:
     seq = iter(range(1, 10_000))
     out = [event(next(seq), "27991", 1000 + 100 * k, period=p) for k, p in enumerate(MONTHS)]
     for unit, jan in (("27994", 400), ("27997", 200)):
-        out += [event(next(seq), unit, v, period=p, indicator="dossiers_received") for v, p in zip(STEADY, MONTHS, strict=True)]
+        out += [event(next(seq), unit, v, period=p, indicator="dossiers_received")
+                for v, p in zip(STEADY, MONTHS, strict=True)]
         out.append(event(next(seq), unit, jan, period=JAN, indicator="dossiers_received"))
     for unit in CARDS:
         out.append(event(next(seq), unit, CARDS[unit], period=JAN))
