@@ -163,15 +163,12 @@ def _item(catalog: Catalog, r: Row[Any]) -> schemas.QualityFlag:
 async def list_flags(
     conn: AsyncConnection, metrics: QueryMetrics, catalog: Catalog, unit_schema: schemas.Unit, f: ListFilter,
 ) -> schemas.QualityPage:
-    statement = _listing(f.status, f.unit.code != NATION, f.periods is not None, f.kind is not None,
-                         f.importance is not None, f.after is not None)
+    optional = {"periods": None if f.periods is None else list(f.periods), "kind": f.kind,
+                "importance": f.importance}
+    statement = _listing(f.status, f.unit.code != NATION, *(v is not None for v in optional.values()),
+                         f.after is not None)
     params: dict[str, Any] = {"edition": f.unit.edition, "unit": f.unit.code, "limit": f.limit + 1}
-    if f.periods is not None:
-        params["periods"] = list(f.periods)
-    if f.kind is not None:
-        params["kind"] = f.kind
-    if f.importance is not None:
-        params["importance"] = f.importance
+    params.update((k, v) for k, v in optional.items() if v is not None)
     if f.after is not None:
         params.update(zip(("o1", "o2", "o3", "period", "id"), f.after, strict=True))
     rows: Sequence[Row[Any]] = (await conn.execute(statement, params)).all()

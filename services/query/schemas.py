@@ -303,7 +303,7 @@ class Lineage(BaseModel):
 
 
 class Acknowledgement(BaseModel):
-    by: str = Field(description="Who checked it (the reviewer's key name).", examples=["reviewer-80"])
+    by: str = Field(description="Who checked it, as ingest recorded it.", examples=["reviewer-80"])
     at: datetime
     comment: str | None = Field(examples=["the district re-counted; the figure is right"])
 
