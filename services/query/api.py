@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from services.query import export_api, lineage, schemas, service
+from services.query import export_api, lineage, quality, schemas, service
 from services.query.caching import AnswerCache, province_key_of, respond
 from services.query.deps import (
     AppState,
@@ -30,6 +30,7 @@ from services.query.metrics import Endpoint
 from services.query.pagination import bad_cursor, decode_cursor
 from services.query.params import catalog_indicator, invalid, parse_param, visible_unit
 from services.query.periods import MAX_SERIES_POINTS, default_series_end, default_series_start, series_periods
+from services.query.quality_api import quality_filter
 from services.query.repository import UnitFilter
 from services.query.state import QueryState
 from shared.auth import Principal
@@ -301,6 +302,25 @@ async def unit_lineage(
         return await lineage.lineage(await lazy.get(), state.metrics, hierarchy, sight, found)
 
     return await _answer(request, state, reader, "lineage", found, build)
+
+
+@router.get(
+    "/units/{code}/quality", summary="Data-quality flags of a unit's whole subtree, most important first",
+    response_model=schemas.QualityPage, responses=responses(*_UNIT_ERRORS),
+    description="Rule violations and outliers (DESIGN §8; docs/quality.md) of the unit and every unit below it in "
+    "its edition, with both sides of each rule: high, then medium, then low importance; within one, the largest "
+    "departure first (a departure from a constant history, then |score|, then rules), then the latest period. "
+    "`status=open` (the default) lists what still needs a look; page with `next_cursor`.",
+)
+async def unit_quality(
+    request: Request, state: AppState, lazy: Lazy, hierarchy: LoadedHierarchy, reader: Reader,
+    f: Annotated[quality.ListFilter, Depends(quality_filter)],
+) -> Response:
+    async def build() -> BaseModel:
+        return await quality.list_flags(await lazy.get(), state.metrics, state.catalog,
+                                        service.unit_schema(hierarchy, f.unit), f)
+
+    return await _answer(request, state, reader, "quality", f.unit, build)
 
 
 router.include_router(export_api.router)

@@ -9,8 +9,10 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-Endpoint = Literal["indicators", "units", "unit", "values", "children", "series", "lineage", "exports"]
-ENDPOINTS: tuple[Endpoint, ...] = ("indicators", "units", "unit", "values", "children", "series", "lineage", "exports")
+Endpoint = Literal["indicators", "units", "unit", "values", "children", "series", "lineage", "exports", "quality"]
+ENDPOINTS: tuple[Endpoint, ...] = (
+    "indicators", "units", "unit", "values", "children", "series", "lineage", "exports", "quality",
+)
 
 
 class QueryMetrics:

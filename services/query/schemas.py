@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Number = int | float
+Importance = Literal["high", "medium", "low"]
 Sort = Literal["-value", "value", "code", "name"]
 
 
@@ -110,6 +111,36 @@ class Reexpression(BaseModel):
     )
 
 
+class RuleFlag(BaseModel):
+    kind: Literal["rule"]
+    code: str = Field(description="The rule's code (shared/indicators.yaml `rules:`; docs/quality.md).",
+                      examples=["vneid_l2_activated_within_cccd"])
+    importance: Importance
+    left: Number | None = Field(description="The rule's left side, evaluated on this unit and period.",
+                                examples=[5000])
+    right: Number | None = Field(description="The rule's right side.", examples=[1100])
+    acknowledged: bool = Field(description="A reviewer has checked it (it stays open; see the quality listing).")
+
+
+class OutlierFlag(BaseModel):
+    kind: Literal["outlier"]
+    code: str = Field(description="The indicator's code.", examples=["cccd_issued"])
+    importance: Importance
+    score: Number | None = Field(description="The modified z-score; null for a departure from a constant history.",
+                                 examples=[-41.2])
+    constant_history: bool = Field(description="The unit's previous values had no spread at all.")
+    acknowledged: bool
+
+
+Flag = Annotated[RuleFlag | OutlierFlag, Field(discriminator="kind")]
+FLAGS_DESCRIPTION = (
+    "The open quality flags (DESIGN §8) of this unit, indicator and period: rule violations naming the indicator "
+    "and outliers of it; `[]` when clean. Only a native period carries them: a derived period (a quarter of a "
+    "monthly indicator), a re-expressed figure and the nation carry `[]` (their flags are on the native periods, "
+    "the legacy units and the provinces: GET /v1/units/{code}/quality)."
+)
+
+
 class ValueFields(Reexpression):
     """What every answer of one indicator for one unit and period carries (a unit's value, a child's)."""
 
@@ -140,6 +171,7 @@ class ValueFields(Reexpression):
         description="When the value last changed (the newest of the rows it is derived from).",
         examples=["2024-07-03T08:15:00Z"],
     )
+    flags: list[Flag] = Field(description=FLAGS_DESCRIPTION)
 
 
 class Value(ValueFields):
@@ -157,7 +189,7 @@ class UnitValues(BaseModel):
             "source": "computed", "reported": None,
             "computed": {"value": 97.25, "numerator": 1167000, "denominator": 1200000},
             "reporting": 15, "expected": 15, "target": 100, "updated_at": "2024-07-03T08:15:00Z",
-            "basis": "native", "estimated": False, "reexpressed": None,
+            "basis": "native", "estimated": False, "reexpressed": None, "flags": [],
         }],
     })
 
@@ -187,6 +219,8 @@ class ChildrenValues(BaseModel):
             "computed": {"value": 4980, "numerator": None, "denominator": None},
             "reporting": 14, "expected": 15, "updated_at": "2024-08-02T10:00:00Z",
             "basis": "native", "estimated": False, "reexpressed": None,
+            "flags": [{"kind": "outlier", "code": "dossiers_received", "importance": "medium", "score": 5.2,
+                       "constant_history": False, "acknowledged": False}],
         }],
         "next_cursor": "eyJzIjoiLXZhbHVlIiwiayI6W2ZhbHNlLC01MTIwLCI4MDMiXX0",
     })
@@ -212,6 +246,7 @@ class SeriesPoint(Reexpression):
     reporting: int | None
     expected: int | None
     partial: bool
+    flags: list[Flag] = Field(description=FLAGS_DESCRIPTION)
 
 
 class Series(BaseModel):
@@ -222,10 +257,12 @@ class Series(BaseModel):
         "points": [
             {"period": "2024-01", "value": 120000, "numerator": None, "denominator": None,
              "source": "computed", "reporting": 15, "expected": 15, "partial": False,
-             "basis": "native", "estimated": False, "reexpressed": None},
+             "basis": "native", "estimated": False, "reexpressed": None,
+             "flags": [{"kind": "rule", "code": "cccd_issued_never_falls", "importance": "high", "left": 120000,
+                        "right": 121400, "acknowledged": False}]},
             {"period": "2024-02", "value": None, "numerator": None, "denominator": None,
              "source": None, "reporting": 0, "expected": 15, "partial": False,
-             "basis": "native", "estimated": False, "reexpressed": None},
+             "basis": "native", "estimated": False, "reexpressed": None, "flags": []},
         ],
     }))
 
@@ -263,3 +300,67 @@ class Lineage(BaseModel):
     )
     items: list[LineageItem] = Field(description="Units of the other edition, largest weight first; only those "
                                      "the key may read.")
+
+
+class Acknowledgement(BaseModel):
+    by: str = Field(description="Who checked it, as ingest recorded it.", examples=["reviewer-80"])
+    at: datetime
+    comment: str | None = Field(examples=["the district re-counted; the figure is right"])
+
+
+class QualityFlag(BaseModel):
+    id: int = Field(description="The flag's id (what `POST /v1/quality/{id}/acknowledge` on ingest takes).")
+    kind: Literal["rule", "outlier"]
+    code: str = Field(description="The rule's code, or the indicator's for an outlier.")
+    name_vi: str = Field(description="The rule's name (an outlier: its indicator's), in Vietnamese.")
+    name_en: str
+    importance: Importance
+    status: Literal["open", "acknowledged", "resolved"] = Field(
+        description="`open`: holds and nobody checked it; `acknowledged`: holds, a reviewer checked it; `resolved`: "
+        "it stopped holding (a later value or a correction).")
+    unit: UnitRef
+    indicators: list[str] = Field(description="The indicators the flag is about.")
+    period: str = Field(description="The native period it is about.")
+    left: Number | None = Field(description="A rule's left side; an outlier's scored value (a stock's increase "
+                                "over the previous period).")
+    right: Number | None = Field(description="A rule's right side; an outlier's median of its previous values.")
+    operator: str | None = Field(description="A rule's comparison (`left operator right` should hold); null for an "
+                                 "outlier.", examples=["<="])
+    left_expression: str | None = Field(description="A rule's left side as the catalogue writes it.")
+    right_expression: str | None = Field(description="A rule's right side as the catalogue writes it.")
+    score: Number | None = Field(description="An outlier's modified z-score; null for a rule and for a departure "
+                                 "from a constant history.")
+    constant_history: bool
+    opened_at: datetime = Field(description="Since when it holds (again).")
+    resolved_at: datetime | None
+    updated_at: datetime = Field(description="When its values last changed.")
+    acknowledged: Acknowledgement | None = Field(description="A reviewer's check, kept while the values it read "
+                                                 "stay as they were.")
+
+
+class QualityPage(BaseModel):
+    model_config = _examples({
+        "unit": {"edition": "legacy", "code": "80", "name": "Tỉnh Long An", "kind": "Tỉnh",
+                 "level": "province", "parent": "VN", "children": 15},
+        "edition": "legacy", "status": "open",
+        "items": [{
+            "id": 41, "kind": "rule", "code": "vneid_l2_activated_within_cccd",
+            "name_vi": "Tài khoản định danh mức 2 kích hoạt không vượt số CCCD đã cấp",
+            "name_en": "Level-2 accounts activated do not exceed chip ID cards issued", "importance": "high",
+            "status": "open", "unit": {"code": "27991", "name": "Thị trấn Bến Lức", "level": "commune"},
+            "indicators": ["cccd_issued", "vneid_l2_activated"], "period": "2024-01", "left": 5000,
+            "right": 1100, "operator": "<=", "left_expression": "vneid_l2_activated",
+            "right_expression": "cccd_issued", "score": None, "constant_history": False,
+            "opened_at": "2024-02-03T08:15:00Z", "resolved_at": None, "updated_at": "2024-02-03T08:15:00Z",
+            "acknowledged": None,
+        }],
+        "next_cursor": None,
+    })
+
+    unit: Unit
+    edition: str
+    status: Literal["open", "acknowledged", "resolved"]
+    items: list[QualityFlag] = Field(description="The flags of the unit's whole subtree, most important first "
+                                     "(high, medium, low), then the largest |score| (a constant history first, "
+                                     "rules last), then the latest period, then id.")
+    next_cursor: str | None

@@ -30,6 +30,7 @@ from services.query.periods import (
     native_periods,
     shown_value,
 )
+from services.query.quality import value_flags
 from services.query.reexpress import Blended, ReRow, blend, legacy_periods, native_only, reexpressible
 from services.query.scope import CrosswalkIndex, Sight
 from shared.catalog import Catalog, Indicator, Measure
@@ -60,7 +61,9 @@ def _components(indicator: Indicator, pair: Pair | None) -> schemas.Components |
     return schemas.Components(value=shown_value(indicator, pair), numerator=numerator, denominator=denominator)
 
 
-def value_fields(indicator: Indicator, b: Blended, children: int) -> dict[str, Any]:
+def value_fields(
+    indicator: Indicator, b: Blended, children: int, flags: Sequence[schemas.Flag] = ()
+) -> dict[str, Any]:
     numerator, denominator = components(indicator, b.effective)
     return {
         "value": shown_value(indicator, b.effective),
@@ -76,6 +79,8 @@ def value_fields(indicator: Indicator, b: Blended, children: int) -> dict[str, A
         "basis": b.basis,
         "estimated": b.estimated,
         "reexpressed": _components(indicator, b.reexpressed),
+        # A figure only the crosswalk gives is no value of this unit's: its flags are on the legacy units.
+        "flags": [] if b.source == "reexpressed" else list(flags),
     }
 
 
@@ -178,11 +183,13 @@ async def unit_values(
             found = await reexpressed_of(conn, metrics, "values", index, [unit], chosen, all_periods.values())
             reexpressed = {k: [x for x in rows if x.period in codes[k[1]]] for k, rows in found.items()}
     children = hierarchy.n_children(unit.edition, unit.code)
+    native_here = [code for code, (_, ps) in wanted.items() if [p.code for p in ps] == [period.code]]
+    flags = await value_flags(conn, metrics, "values", unit.edition, [unit], native_here, [period.code])
     values = [
         schemas.Value(
             indicator=code, target=ind.target,
             **value_fields(ind, blend_for(ind, unit, by_indicator.get(code, ()), reexpressed, index, ps, reexpress),
-                            children),
+                           children, flags.get((unit.code, code, period.code), ())),
         )
         for code, (ind, ps) in wanted.items()
     ]
@@ -232,12 +239,15 @@ async def children_values(
     kids = [c for c in (hierarchy.get(parent.edition, code) for code in grouped) if c is not None and sight.sees(c)]
     reexpressed = await reexpressed_of(conn, metrics, "children", sight.index, kids, [indicator], natives_of) \
         if reexpress else {}
+    native_here = [p.code for p in natives_of] == [period.code]
+    flags = await value_flags(conn, metrics, "children", parent.edition, kids, [indicator.code],
+                              [period.code] if native_here else [])
     ranked: list[tuple[tuple[Any, ...], schemas.ChildValue]] = []
     for child in kids:  # defence in depth: a visible parent's children are all visible
         meta, natives = grouped[child.code]
         code = child.code
         blended = blend_for(indicator, child, natives, reexpressed, sight.index, natives_of, reexpress)
-        fields = value_fields(indicator, blended, meta.n_children)
+        fields = value_fields(indicator, blended, meta.n_children, flags.get((code, indicator.code, period.code), ()))
         item = schemas.ChildValue(unit=unit_schema(hierarchy, child), rank=0, **fields)
         ranked.append((_sort_key(sort, fields["value"], code, meta.name), item))
     ranked.sort(key=lambda pair: pair[0])
@@ -269,17 +279,20 @@ async def series(
     found = await reexpressed_of(conn, metrics, "series", index, [unit], [indicator], periods) if reexpress else {}
     by_period = {x.period: x for x in found.get((unit.code, indicator.code), ())}
     children = hierarchy.n_children(unit.edition, unit.code)
+    flags = await value_flags(conn, metrics, "series", unit.edition, [unit], [indicator.code],
+                              [p.code for p in periods])
     points = []
     for p in periods:
         native = stored.get(p.code)
         one = {(unit.code, indicator.code): [by_period[p.code]]} if p.code in by_period else {}
         fields = value_fields(
-            indicator, blend_for(indicator, unit, [native] if native else [], one, index, [p], reexpress), children)
+            indicator, blend_for(indicator, unit, [native] if native else [], one, index, [p], reexpress), children,
+            flags.get((unit.code, indicator.code, p.code), ()))
         points.append(schemas.SeriesPoint(
             period=p.code, value=fields["value"], numerator=fields["numerator"],
             denominator=fields["denominator"], source=fields["source"], reporting=fields["reporting"],
             expected=fields["expected"], partial=is_partial(p, today), basis=fields["basis"],
-            estimated=fields["estimated"], reexpressed=fields["reexpressed"],
+            estimated=fields["estimated"], reexpressed=fields["reexpressed"], flags=fields["flags"],
         ))
     return schemas.Series(
         unit=unit_schema(hierarchy, unit), edition=unit.edition, indicator=indicator.code,

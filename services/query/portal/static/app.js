@@ -183,10 +183,16 @@ function status(v, indicator) {
     el("span", {}, `${t("target")} ${value(indicator.target, indicator)} · ${text}`));
 }
 
+// A value's flags in one line: each rule by its code and both sides, each outlier by its score.
+function flagText(f) {
+  if (f.kind === "rule") return t("flag_rule", f.code, t("importance")[f.importance] || f.importance, value(f.left), value(f.right));
+  return f.constant_history ? t("flag_constant") : t("flag_outlier", number(f.score));
+}
+
 function flagsOf(v) {
   const flags = Array.isArray(v.flags) ? v.flags : [];
   if (!flags.length) return null;
-  const titles = flags.map((f) => (f.kind === "rule" ? `${f.code} (${f.importance})` : `outlier z=${f.score ?? "∞"}`));
+  const titles = flags.map((f) => flagText(f) + (f.acknowledged ? ` (${t("checked")})` : ""));
   return el("p", { class: "flag", title: titles.join("; ") }, `⚑ ${t("flags", flags.length)}: ${titles.join("; ")}`);
 }
 
@@ -242,14 +248,33 @@ function renderChildren(children, r, coords) {
   $("map-section").hidden = !charts.map($("map"), children.items, coords, indicator, pick);
 }
 
+function periodText(period) { return /^\d{4}-\d{2}$/.test(period) ? periodLabel(period) : period; }
+
+// One flag of the listing: where and when, what it is about, both sides, and a reviewer's check if any.
+function qualityItem(f) {
+  const name = language() === "vi" ? f.name_vi : f.name_en;
+  const about = (f.indicators || []).map((code) => indicatorName(indicatorOf(code)) || code).join(", ");
+  const stock = (f.indicators || []).some((code) => (indicatorOf(code) || {}).measure === "stock");
+  const detail = f.kind === "rule"
+    ? t("rule_sides", `${f.left_expression} ${f.operator} ${f.right_expression}`, value(f.left), value(f.right))
+    : t(f.constant_history ? "outlier_constant" : "outlier_sides", value(f.left), value(f.right),
+      f.score === null ? "∞" : number(f.score), stock);
+  const ack = f.acknowledged
+    ? el("p", { class: "muted" }, t("checked_by", f.acknowledged.by, new Date(f.acknowledged.at).toLocaleDateString(
+      language() === "vi" ? "vi-VN" : "en-GB"), f.acknowledged.comment || ""))
+    : null;
+  return el("li", { class: `q-${f.importance}` },
+    el("strong", {}, `${f.unit.name} · ${periodText(f.period)}`),
+    ` · ${name} (${t("importance")[f.importance] || f.importance})`,
+    el("p", { class: "muted" }, `${about}: ${detail}`), ack);
+}
+
 function renderQuality(quality) {
   const section = $("quality-section");
   section.hidden = !quality;
   if (!quality) return;
-  const items = (quality.items || []).map((f) => el("li", { class: `q-${f.importance || f.kind}` },
-    el("strong", {}, f.unit && f.unit.name ? `${f.unit.name}: ` : ""),
-    `${f.indicator || ""} ${f.period || ""} · ${f.kind === "rule" ? f.code : `outlier z=${f.score ?? "∞"}`}`,
-    f.left !== undefined && f.right !== undefined ? ` (${number(f.left)} / ${number(f.right)})` : ""));
+  const items = (quality.items || []).map(qualityItem);
+  if (quality.next_cursor) items.push(el("li", { class: "muted" }, t("quality_more")));
   $("quality").replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, t("quality_none"))]));
 }
 
