@@ -101,7 +101,7 @@ class ListFilter:
 @cache
 def _listing(status: Status, subtree: bool, periods: bool, kind: bool, importance: bool, after: bool) -> TextClause:
     where = ["f.edition = :edition", _STATUS[status]]
-    if subtree:  # the unit and every unit below it: `@>` probes the GIN index on ancestors (migration 0008)
+    if subtree:  # the unit and every unit below it: `@>` probes the GIN index on ancestors (migration 0009)
         where.append("(u.code = :unit OR u.ancestors @> ARRAY[CAST(:unit AS text)])")
     if periods:
         where.append("f.period = ANY(CAST(:periods AS text[]))")
