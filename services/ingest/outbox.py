@@ -64,11 +64,13 @@ async def stored_hashes(conn: AsyncConnection, event_ids: Sequence[str]) -> dict
     return {r.event_id: (r.seq, r.content_hash) for r in rows}
 
 
-# The latest event of each key, by the index of migration 0006 (one descent per key).
+# The latest event of each key, by the index of migration 0006 (one descent per key). One row of arrays
+# back, as _INSERT's: a row per key cost the driver and SQLAlchemy more than PostgreSQL its descent.
 _LATEST = text("""
-SELECT k.edition, k.unit, k.indicator, k.period, l.num, l.den, l.comment
+SELECT coalesce(array_agg(k.i), '{}') AS found, coalesce(array_agg(l.num), '{}') AS nums,
+       coalesce(array_agg(l.den), '{}') AS dens, coalesce(array_agg(l.comment), '{}') AS comments
 FROM unnest(CAST(:editions AS text[]), CAST(:units AS text[]), CAST(:indicators AS text[]),
-            CAST(:periods AS text[])) AS k(edition, unit, indicator, period)
+            CAST(:periods AS text[])) WITH ORDINALITY AS k(edition, unit, indicator, period, i)
 CROSS JOIN LATERAL (
     SELECT o.num, o.den, o.comment FROM outbox o
     WHERE (o.edition, o.unit, o.indicator, o.period) = (k.edition, k.unit, k.indicator, k.period)
@@ -93,9 +95,10 @@ async def latest_contents(
     if not distinct:
         return {}
     editions, units, indicators, periods = (list(column) for column in zip(*distinct, strict=True))
-    rows = await conn.execute(_LATEST, {"editions": editions, "units": units, "indicators": indicators,
-                                        "periods": periods})
-    return {(r.edition, r.unit, r.indicator, r.period): Latest(r.num, r.den, r.comment) for r in rows}
+    row = (await conn.execute(_LATEST, {"editions": editions, "units": units, "indicators": indicators,
+                                        "periods": periods})).one()
+    return {distinct[i - 1]: Latest(num, den, comment)
+            for i, num, den, comment in zip(row.found, row.nums, row.dens, row.comments, strict=True)}
 
 
 async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Row
@@ -81,7 +81,7 @@ async def submit(
     if atomic and validation.rejected:
         raise Refused(refuse_whole_batch(validation.rejected, total), validation.rejected)
     out = Submission(rejected=list(validation.rejected))
-    events = [e if e.event_id else replace(e, event_id=new_event_id()) for e in validation.valid]
+    events = [e if e.event_id else e.with_id(new_event_id()) for e in validation.valid]
 
     first: dict[str, ValidEvent] = {}
     repeats: list[ValidEvent] = []
