@@ -18,7 +18,7 @@ from services.ingest.validation import BatchValidation, Context, Rejection, vali
 from shared.auth import Principal
 from shared.catalog import Catalog, Measure
 from shared.files.cells import is_empty, parse_boolean, parse_number, parse_text
-from shared.files.model import Cell, CellError, FileError, Row, Table, shown
+from shared.files.model import Cell, CellError, FileError, Row, shown
 from shared.files.periods import read_period
 from shared.hierarchy import Edition, Hierarchy, Unit, edition_for
 
@@ -104,7 +104,10 @@ _period = lru_cache(maxsize=4096, typed=True)(read_period)
 
 
 def _text(cell: Cell) -> str | None:
-    if type(cell) is str:  # CSV's every cell: parse_text's answer without its checks
+    # parse_text's answer without its checks for CSV's cells (text, or None for a column the file lacks)
+    if cell is None:
+        return None
+    if type(cell) is str:
         return cell.strip() or None
     return parse_text(cell)
 
@@ -141,7 +144,7 @@ def to_event(
             event["unit"] = units.code(unit, edition)
         indicator = catalog.get(str(event.get("indicator", "")))
         measure = indicator.measure if indicator else None
-        given = [f for f in FIGURES if not is_empty(get(f))]
+        given = [f for f in FIGURES if (c := get(f)) is not None and not is_empty(c)]
         if measure is Measure.RATIO and "numerator" in given and "denominator" in given:
             given = [f for f in given if f != "value"]  # the percentage an export writes beside them
         for name in given:
@@ -192,13 +195,3 @@ def rejection_errors(rejection: Rejection, row: Row, columns: dict[str, str]) ->
         value = row.cells.get(name) if name else None
         errors.append(FileError(row.number, column, shown(value), error.message))
     return errors
-
-
-def count_rows(table: Table, limit: int) -> int:
-    """The rows of a file (refused ones included), counted up to `limit + 1`: enough to refuse it."""
-    n = 0
-    for _ in table.rows:
-        n += 1
-        if n > limit:
-            break
-    return n
