@@ -14,6 +14,7 @@ import secrets
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import uvloop
@@ -38,21 +39,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument("--profile", action="append", choices=SERVICES, default=[],
                         help="record this service with py-spy: a flame graph in the run directory")
+    parser.add_argument("--only", choices=("imports",),
+                        help="run this scenario alone (on a fresh database: nothing else's backlog)")
+    parser.add_argument("--import-rows", type=int, action="append",
+                        help="scenario 7's file sizes instead of the profile's (repeatable): --import-rows 100000")
     return parser.parse_args(argv)
 
 
-async def scenarios(stack: BenchStack, sizes: Sizes, run: Run, install: bool) -> None:
+async def scenarios(stack: BenchStack, sizes: Sizes, run: Run, install: bool, only: str | None = None) -> None:
     legacy = Legacy.load()
-    for name in ("ingest", "query"):
-        step(f"{name}: starting on 127.0.0.1:{stack.ports[name]}")
-        stack.start(name)
-    for name in ("ingest", "query"):
-        stack.wait_ready(name)
 
     async def measure(key: str, coroutine: object) -> None:
         figures, details = await coroutine  # type: ignore[misc]
         run.add(*figures)
         run.details[key] = details
+
+    if only == "imports":  # it starts the services it needs
+        await measure("imports", imports.scenario(stack, sizes, legacy))
+        return
+    for name in ("ingest", "query"):
+        step(f"{name}: starting on 127.0.0.1:{stack.ports[name]}")
+        stack.start(name)
+    for name in ("ingest", "query"):
+        stack.wait_ready(name)
 
     await measure("aggregate", aggregate.scenario(stack, sizes, legacy))
     await measure("freshness", freshness.scenario(stack, sizes, legacy))
@@ -76,6 +85,8 @@ async def scenarios(stack: BenchStack, sizes: Sizes, run: Run, install: bool) ->
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
+    if args.import_rows:
+        sizes = replace(sizes, import_rows=tuple(args.import_rows))
     run = Run(profile=sizes.name)
     stack = BenchStack(args.run_dir, run_id=secrets.token_hex(3), database_url=args.database_url,
                        kafka_bootstrap=args.kafka_bootstrap, profile=set(args.profile))
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     probes = [speed_probe()]
     try:
         stack.start_infrastructure()
-        uvloop.run(scenarios(stack, sizes, run, install=not args.no_install))
+        uvloop.run(scenarios(stack, sizes, run, install=not args.no_install, only=args.only))
     except Exception:  # noqa: BLE001 - report what was measured, then fail
         traceback.print_exc()
         failed = run.failed = True

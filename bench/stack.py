@@ -214,6 +214,13 @@ class BenchStack:
     async def connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(plain_url(self.url))
 
+    async def backend_cpu(self, app: str) -> dict[int, float]:
+        """{pid: CPU seconds} of the PostgreSQL backends of one application (`d06-ingest`): its share of
+        PostgreSQL's work apart from the aggregator's, which writes to the same server at the same time."""
+        pids = await self.fetchval("SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
+                                   "WHERE application_name = $1", app)
+        return {pid: _cpu(pid) for pid in pids}
+
     async def fetchval(self, sql: str, *args: Any) -> Any:
         conn = await self.connect()
         try:

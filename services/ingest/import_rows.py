@@ -11,13 +11,14 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from services.ingest.validation import BatchValidation, Context, Rejection, validate_batch
 from shared.auth import Principal
 from shared.catalog import Catalog, Measure
 from shared.files.cells import is_empty, parse_boolean, parse_number, parse_text
-from shared.files.model import Cell, CellError, FileError, Row, Table, shown
+from shared.files.model import Cell, CellError, FileError, Row, shown
 from shared.files.periods import read_period
 from shared.hierarchy import Edition, Hierarchy, Unit, edition_for
 
@@ -41,6 +42,7 @@ class Units:
         self.hierarchy = hierarchy
         self.principal = principal
         self._names: dict[str, dict[str, list[Unit]]] = {}
+        self._codes: dict[tuple[str, str | None], str] = {}  # a file names a few thousand units, many times
 
     def _index(self, edition: str) -> dict[str, list[Unit]]:
         index = self._names.get(edition)
@@ -54,6 +56,12 @@ class Units:
 
     def code(self, given: str, edition: str | None) -> str:
         """The GSO code a cell names; raises CellError for a name no unit or several units have."""
+        code = self._codes.get((given, edition))
+        if code is None:
+            code = self._codes[given, edition] = self._code(given, edition)  # errors are not remembered
+        return code
+
+    def _code(self, given: str, edition: str | None) -> str:
         if edition is None or any(self.hierarchy.get(e, given) for e in _EDITIONS):
             return given  # a code (validation checks its edition and scope), or nothing to look a name up in
         found = self._index(edition).get(_name_key(given), [])
@@ -83,13 +91,6 @@ class Prepared:
     read: int = 0  # rows of the file this chunk covers, refused ones included
 
 
-def _edition(cells: dict[str, Cell], period_end: Any) -> str | None:
-    given = parse_text(cells.get("edition"))
-    if given is not None:
-        return given if given in _EDITIONS else None
-    return edition_for(period_end).value if period_end is not None else None
-
-
 class Derived:
     """A row an export marked as d06's own figure (`source: computed`, `basis: reexpressed`): a sum or a
     re-expression d06 keeps computing, never a figure anyone reported. Importing it again changes nothing."""
@@ -98,33 +99,53 @@ class Derived:
 DERIVED = Derived()
 
 
+#: A file repeats a few dozen period cells thousands of times; `typed`, so that True is not taken for 1.
+_period = lru_cache(maxsize=4096, typed=True)(read_period)
+
+
+def _text(cell: Cell) -> str | None:
+    # parse_text's answer without its checks for CSV's cells (text, or None for a column the file lacks)
+    if cell is None:
+        return None
+    if type(cell) is str:
+        return cell.strip() or None
+    return parse_text(cell)
+
+
 def to_event(
     row: Row, columns: dict[str, str], catalog: Catalog, units: Units
 ) -> dict[str, Any] | FileError | Derived:
     """The event a row stands for, DERIVED, or the error of the first cell that cannot be read."""
     cells = row.cells
+    get = cells.get
     current = "unit"
-    if parse_text(cells.get("source")) == "computed" or parse_text(cells.get("basis")) == "reexpressed":
+    if _text(get("source")) == "computed" or _text(get("basis")) == "reexpressed":
         return DERIVED
     try:
         event: dict[str, Any] = {}
         for name in ("indicator", "event_id", "edition", "comment"):
             current = name
-            text = parse_text(cells.get(name))
+            text = _text(get(name))
             if text is not None:
                 event[name] = text
         current = "period"
-        period = read_period(cells.get("period")) if not is_empty(cells.get("period")) else None
+        cell = get("period")
+        period = None if is_empty(cell) else _period(cell.strip() if type(cell) is str else cell)
         if period is not None:
             event["period"] = period.code
         current = "unit"
-        unit = parse_text(cells.get("unit"))
+        unit = _text(get("unit"))
         if unit is not None:
-            event["unit"] = units.code(unit, _edition(cells, period.end if period else None))
+            edition = event.get("edition")
+            if edition is not None:
+                edition = edition if edition in _EDITIONS else None
+            elif period is not None:
+                edition = edition_for(period.end).value
+            event["unit"] = units.code(unit, edition)
         indicator = catalog.get(str(event.get("indicator", "")))
         measure = indicator.measure if indicator else None
-        given = [f for f in FIGURES if not is_empty(cells.get(f))]
-        if measure is Measure.RATIO and {"numerator", "denominator"} <= set(given):
+        given = [f for f in FIGURES if (c := get(f)) is not None and not is_empty(c)]
+        if measure is Measure.RATIO and "numerator" in given and "denominator" in given:
             given = [f for f in given if f != "value"]  # the percentage an export writes beside them
         for name in given:
             current = name
@@ -174,13 +195,3 @@ def rejection_errors(rejection: Rejection, row: Row, columns: dict[str, str]) ->
         value = row.cells.get(name) if name else None
         errors.append(FileError(row.number, column, shown(value), error.message))
     return errors
-
-
-def count_rows(table: Table, limit: int) -> int:
-    """The rows of a file (refused ones included), counted up to `limit + 1`: enough to refuse it."""
-    n = 0
-    for _ in table.rows:
-        n += 1
-        if n > limit:
-            break
-    return n

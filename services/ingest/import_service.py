@@ -136,19 +136,28 @@ async def run_import(job: Job, table: Table, summary: Summary) -> Summary:
         if single:
             conn = await stack.enter_async_context(job.engine.connect())
             await stack.enter_async_context(conn.begin())
-        while True:
-            chunk = await asyncio.to_thread(prepare, rows, CHUNK_ROWS, columns, job.ctx, units)
-            if chunk is None:
-                break
-            summary.done += chunk.read
-            if conn is not None:
-                await _store(conn, chunk, columns, job, summary)
-            else:
-                async with transaction(job.engine) as own:
-                    await _store(own, chunk, columns, job, summary)
-                job.on_commit()
-            if job.progress is not None:
-                await job.progress(summary)
+
+        def read_next() -> asyncio.Future[Prepared | None]:
+            return asyncio.ensure_future(asyncio.to_thread(prepare, rows, CHUNK_ROWS, columns, job.ctx, units))
+
+        # The next chunk is read and validated (in a thread) while this one is stored: parsing is this
+        # process's work, storing mostly PostgreSQL's, and the two overlap. prepare() is pure, so reading
+        # ahead changes nothing; on an error or a cancellation the chunk read ahead is dropped.
+        ahead = read_next()
+        try:
+            while (chunk := await ahead) is not None:
+                ahead = read_next()
+                summary.done += chunk.read
+                if conn is not None:
+                    await _store(conn, chunk, columns, job, summary)
+                else:
+                    async with transaction(job.engine) as own:
+                        await _store(own, chunk, columns, job, summary)
+                    job.on_commit()
+                if job.progress is not None:
+                    await job.progress(summary)
+        finally:
+            ahead.cancel()
         if conn is not None:
             if job.dry_run or (job.atomic and summary.rejected):
                 await conn.rollback()

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ingest.import_service import Summary, error_dict
 from shared.errors import PayloadTooLarge, UnsupportedMediaType
-from shared.files.csvfile import read_csv
+from shared.files.csvfile import count_csv, read_csv
 from shared.files.dhis2 import read_dhis2_csv, read_dhis2_json
 from shared.files.model import FileError, Table
 from shared.files.xlsx import read_xlsx
@@ -89,6 +89,20 @@ def open_table(kind: str, file: IO[bytes]) -> Table:
     if kind == "dhis2-csv":
         return read_dhis2_csv(file)  # type: ignore[arg-type]
     return read_csv(file)  # type: ignore[arg-type]
+
+
+def count_rows(kind: str, file: IO[bytes], limit: int) -> int:
+    """The file's rows (refused ones included), counted up to `limit + 1`, the header read and checked
+    first; raises FileRejected. A CSV is counted by the csv module alone, at a fraction of reading it."""
+    if kind == "csv":
+        file.seek(0)
+        return count_csv(file, limit)  # type: ignore[arg-type]  # a binary file
+    n = 0
+    for _ in open_table(kind, file).rows:
+        n += 1
+        if n > limit:
+            break
+    return n
 
 
 # --- the imports table ---------------------------------------------------------------------------------

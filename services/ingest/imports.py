@@ -19,12 +19,12 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from services.ingest.deps import AppState, LoadedHierarchy, Submitter
-from services.ingest.import_rows import count_rows
 from services.ingest.import_service import Job, Summary, error_dict, run_import
 from services.ingest.import_store import (
     XLSX_TYPE,
     Upload,
     claim,
+    count_rows,
     file_format,
     find,
     open_table,
@@ -108,7 +108,7 @@ def _where(error: FileError) -> str:
 
 def _read(kind: str, upload: Upload) -> int:
     """The file's rows counted (the header read and checked first); raises FileRejected."""
-    return count_rows(open_table(kind, upload.file), MAX_ROWS)
+    return count_rows(kind, upload.file, MAX_ROWS)
 
 
 @router.post(

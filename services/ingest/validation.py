@@ -73,6 +73,11 @@ class ValidEvent:
     comment: str | None
     content_hash: str
 
+    def with_id(self, event_id: str) -> ValidEvent:
+        """A copy carrying `event_id` (what `dataclasses.replace` does, several times faster: once per event)."""
+        return ValidEvent(self.index, event_id, self.edition, self.unit, self.province, self.indicator, self.group,
+                          self.period, self.num, self.den, self.comment, self.content_hash)
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:

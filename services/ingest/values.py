@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from shared.catalog import Indicator, Measure
 
@@ -68,6 +68,8 @@ def _amount(indicator: Indicator, value: Any, num: Any, den: Any, problems: list
         return None
     if value is None:
         return RETRACTION
+    if _plain(value):
+        return Figures(value, None)  # before the message of _figure's `what` is written (once per event)
     amount = _figure("value", value, problems, what=f"{indicator.code} counts {indicator.unit}")
     return None if amount is None else Figures(amount, None)
 
@@ -141,9 +143,14 @@ def _components(
     return Figures(numerator, denominator)
 
 
+def _plain(raw: Any) -> TypeGuard[Decimal]:
+    """A JSON integer in range, already in its normal form."""
+    return type(raw) is Decimal and str(raw).isdigit() and raw <= MAX_FIGURE
+
+
 def _figure(field: str, raw: Any, problems: list[tuple[str, str]], *, what: str | None = None) -> Decimal | None:
     """A finite, non-negative, bounded number, normalised (`87700.0` → `87700`) so equal figures hash alike."""
-    if type(raw) is Decimal and str(raw).isdigit() and raw <= MAX_FIGURE:
+    if _plain(raw):
         return raw  # the common case, a JSON integer in range: already plain (skips the checks below, once per figure)
     if isinstance(raw, bool):
         problems.append((field, f"{what}: send a number, not true/false" if what

@@ -75,17 +75,19 @@ class Header:
     def row(self, number: int, raw: Sequence[Cell]) -> Row | FileError | None:
         """A data row's cells by field; None for a blank row (spreadsheets keep them); a FileError for a
         value in a column that has no header."""
-        for index in range(self.width, len(raw)):
+        width = len(raw)
+        for index in range(self.width, width):
             if not is_empty(raw[index]):
                 letter = column_letter(index)
                 return FileError(number, letter, shown(raw[index]),
                                  f"a value in column {letter}, which has no header")
         if all(is_empty(cell) for cell in raw):
             return None
+        # Once per row of a million-row file: a cell is unquoted only when it starts with `'` (rarely).
         cells: dict[str, Cell] = {}
         for index, field in self.positions:
-            cell = raw[index] if index < len(raw) else None
-            cells[field] = unquote(cell) if isinstance(cell, str) else cell
+            cell = raw[index] if index < width else None
+            cells[field] = unquote(cell) if type(cell) is str and cell[:1] == "'" else cell
         return Row(number, cells)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import BinaryIO
 
@@ -33,11 +34,6 @@ def _lines(stream: BinaryIO) -> Iterator[str]:
         yield raw.decode("utf-8")
 
 
-def _chain(head: str, lines: Iterator[str]) -> Iterator[str]:
-    yield head
-    yield from lines
-
-
 def _delimiter(header_line: str) -> str:
     return ";" if header_line.count(";") > header_line.count(",") else ","
 
@@ -52,8 +48,8 @@ def records(stream: BinaryIO) -> Iterator[tuple[int, list[str]]]:
         head = next(lines, "")
         if not head:  # no bytes, or a BOM alone
             raise FileRejected.one("the file is empty: the first row must be the header")
-        for number, record in enumerate(csv.reader(_chain(head, lines), delimiter=_delimiter(head), strict=True),
-                                        start=1):
+        reader = csv.reader(itertools.chain((head,), lines), delimiter=_delimiter(head), strict=True)
+        for number, record in enumerate(reader, start=1):
             yield number, record
     except UnicodeDecodeError as exc:
         raise FileRejected.one(f"row {number + 1} {_NOT_UTF8}", row=number + 1) from exc
@@ -77,6 +73,23 @@ def read_csv(stream: BinaryIO) -> Table:
                 yield row
 
     return Table(header.letters, rows())
+
+
+def count_csv(stream: BinaryIO, limit: int) -> int:
+    """The rows read_csv would give (a blank row is none), counted up to `limit + 1`, the header checked
+    first; raises FileRejected as read_csv does. Only the csv module's parse: no cell is looked at alone."""
+    reader = records(stream)
+    first = next(reader, None)
+    if first is None:  # pragma: no cover - records() raises on an empty file
+        raise FileRejected.one("the file is empty: the first row must be the header")
+    map_header(first[1])
+    n = 0
+    for _, record in reader:
+        if "".join(record).strip():  # a cell with more than spaces: a row, or the error of one
+            n += 1
+            if n > limit:
+                break
+    return n
 
 
 def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, OutCell]]) -> Iterator[bytes]:

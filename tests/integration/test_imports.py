@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from services.ingest import imports
+from services.ingest import import_service, imports
 from services.ingest.app import create_app
 from shared.hierarchy import Hierarchy
 from tests.fixtures.apps import auth, no_relay, running
@@ -126,6 +126,26 @@ async def test_created_updated_unchanged_retracted_and_a_reupload(stack: Stack) 
     rows = await stored(stack)
     assert [(r["unit"], r["num"]) for r in rows[3:]] == [("804", Decimal(201)), ("805", None), ("806", Decimal(7))]
     assert len(await stack.fetch("SELECT id FROM imports")) == 2  # the dry run is not remembered
+
+
+async def test_a_row_is_compared_with_the_rows_of_earlier_chunks(stack: Stack,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Chunks of two rows: each chunk is read while the one before is stored, and must still see it.
+    monkeypatch.setattr(import_service, "CHUNK_ROWS", 2)
+    key = await stack.create_key()
+    data = csv("unit,indicator,period,value", "803,cccd_issued,2024-07,100", "804,cccd_issued,2024-07,200",
+               "803,cccd_issued,2024-07,100", "804,cccd_issued,2024-07,201", "805,cccd_issued,2024-07,",
+               "803,cccd_issued,2024-07,")
+    async with running(create_app(no_relay(stack))) as client:
+        dry = await upload(client, key, data, query="dryRun=true")
+        assert dry.status_code == 200 and counts(dry.json()) == (6, 6, 2, 1, 2, 1, 0), dry.text
+        assert [r["result"] for r in dry.json()["results"]] == ["created", "created", "unchanged", "updated",
+                                                                 "unchanged", "retracted"]
+        assert await stored(stack) == []
+        done = await upload(client, key, data, query="atomic=false")
+        assert done.status_code == 201 and counts(done.json()) == counts(dry.json()), done.text
+    assert [(r["unit"], r["num"]) for r in await stored(stack)] == [
+        ("803", Decimal(100)), ("804", Decimal(200)), ("804", Decimal(201)), ("803", None)]
 
 
 async def test_vietnamese_headers_people_periods_and_unit_names(stack: Stack, hierarchy: Hierarchy) -> None:

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from shared.files.cells import parse_number
 from shared.files.columns import PROVENANCE
-from shared.files.csvfile import write_csv
+from shared.files.csvfile import count_csv, read_csv, write_csv
 from shared.files.dhis2 import write_dhis2_json
-from shared.files.model import OutCell
+from shared.files.model import FileError, OutCell
 from shared.files.periods import dhis2_period, read_period
 from shared.files.xlsx import write_xlsx
 from shared.periods import PeriodType, period_containing
@@ -155,3 +155,13 @@ def test_every_period_reads_back_from_its_code_and_its_dhis2_form(day: object, p
                                               ("-3", Decimal(-3)), ("", None), (None, None), (0.1, Decimal("0.1"))])
 def test_numbers_as_d06_takes_them(cell: str | int | float | None, number: Decimal | None) -> None:
     assert parse_number(cell) == number
+
+
+def test_a_csv_is_counted_as_it_is_read() -> None:
+    # blank rows (spreadsheets keep them) are no rows; a value right of the header is a row, with its error
+    data = ("\ufeffunit;indicator;period;value\n803;cccd_issued;2024-07;1\n;;;\n  ; ;\t;\n"
+            '804;cccd_issued;2024-07;"2\n"\n805;cccd_issued;2024-07;3;oops\n\n806;cccd_issued;2024-07;4\n').encode()
+    rows = list(read_csv(io.BytesIO(data)).rows)
+    assert len(rows) == 4 and sum(isinstance(r, FileError) for r in rows) == 1
+    assert count_csv(io.BytesIO(data), 1_000) == 4
+    assert count_csv(io.BytesIO(data), 2) == 3  # limit + 1: enough to refuse the file

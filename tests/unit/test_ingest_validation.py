@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.body import parse_body
+from services.ingest.service import random_event_ids
 from services.ingest.validation import (
     Context,
     Rejection,
@@ -362,3 +364,11 @@ def test_the_shape_of_the_body(body: bytes, loc: str) -> None:
     with pytest.raises(ValidationFailed) as raised:
         parse_body(body)
     assert loc in [e["loc"] for e in raised.value.errors or []]
+
+
+def test_generated_event_ids_are_distinct_uuid4s_as_uuid_writes_them() -> None:
+    ids = list(random_event_ids(10_000))
+    assert len(set(ids)) == 10_000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
