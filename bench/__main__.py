@@ -39,8 +39,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument("--profile", action="append", choices=SERVICES, default=[],
                         help="record this service with py-spy: a flame graph in the run directory")
-    parser.add_argument("--only", choices=("imports",),
-                        help="run this scenario alone (on a fresh database: nothing else's backlog)")
+    parser.add_argument("--only", choices=("imports", "freshness"),
+                        help="run this scenario alone (on a fresh database: nothing else's backlog); the services "
+                        "take their settings from the environment: AGGREGATE_QUALITY=false python -m bench "
+                        "--only freshness")
+    parser.add_argument("--freshness-rate", type=int,
+                        help="scenario 3's events a second instead of the profile's (DESIGN's floor is at 2000)")
     parser.add_argument("--import-rows", type=int, action="append",
                         help="scenario 7's file sizes instead of the profile's (repeatable): --import-rows 100000")
     return parser.parse_args(argv)
@@ -57,11 +61,15 @@ async def scenarios(stack: BenchStack, sizes: Sizes, run: Run, install: bool, on
     if only == "imports":  # it starts the services it needs
         await measure("imports", imports.scenario(stack, sizes, legacy))
         return
-    for name in ("ingest", "query"):
+    services = ("ingest", "query", "aggregate") if only == "freshness" else ("ingest", "query")
+    for name in services:
         step(f"{name}: starting on 127.0.0.1:{stack.ports[name]}")
         stack.start(name)
-    for name in ("ingest", "query"):
+    for name in services:
         stack.wait_ready(name)
+    if only == "freshness":
+        await measure("freshness", freshness.scenario(stack, sizes, legacy))
+        return
 
     await measure("aggregate", aggregate.scenario(stack, sizes, legacy))
     await measure("freshness", freshness.scenario(stack, sizes, legacy))
@@ -87,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.import_rows:
         sizes = replace(sizes, import_rows=tuple(args.import_rows))
+    if args.freshness_rate:
+        sizes = replace(sizes, freshness_rate=args.freshness_rate)
     run = Run(profile=sizes.name)
     stack = BenchStack(args.run_dir, run_id=secrets.token_hex(3), database_url=args.database_url,
                        kafka_bootstrap=args.kafka_bootstrap, profile=set(args.profile))
