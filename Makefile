@@ -18,8 +18,8 @@ install: $(STAMP)
 run: $(STAMP)  ## start PostgreSQL, the broker and the three services, load demo data
 	@$(BIN)/d06 run
 
-test: $(STAMP)  ## the whole suite: unit, integration (real PostgreSQL + broker) and end-to-end
-	@$(BIN)/pytest -q
+test: $(STAMP)  ## the whole suite: unit, integration (real PostgreSQL + broker) and end-to-end, two at a time
+	@$(BIN)/pytest -q -n 2 --dist loadfile
 
 unit: $(STAMP)
 	@$(BIN)/pytest -q tests/unit
