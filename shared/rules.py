@@ -104,10 +104,6 @@ class Rule:
         return self.spec.code
 
     @property
-    def indicators(self) -> frozenset[str]:
-        return frozenset(r.code for r in (*self.left_refs, *self.right_refs))
-
-    @property
     def reads_previous(self) -> frozenset[str]:
         """Indicators read in the previous period: a change to them moves the rule of the next period."""
         return frozenset(r.code for r in (*self.left_refs, *self.right_refs) if r.previous)

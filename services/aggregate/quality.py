@@ -162,16 +162,14 @@ def check_outliers(
     """`histories`: each target series' reported values from its `first_read` to its `last_scored` period."""
     for series, target in targets.items():
         edition, unit, indicator = series
-        history = histories.get(series, ())
-        reported = {ordinal(p): v for p, v in history}
-        codes = {ordinal(p): p for p, _ in history}
-        scored = outliers.scored_values(reported, stocks[indicator])
+        placed = [(ordinal(p), p, v) for p, v in histories.get(series, ())]
+        scored = outliers.scored_values({n: v for n, _, v in placed}, stocks[indicator])
         first = min(ordinal(p) for p in target.changed)
         last = ordinal(target.last_scored)
-        for period in target.changed:
-            if ordinal(period) not in reported:  # retracted: whatever was open there resolves
-                verdicts.clear.append((edition, unit, "outlier", indicator, period))
-        for n, period in codes.items():
+        present = {p for _, p, _ in placed}
+        for period in target.changed - present:  # retracted: whatever was open there resolves
+            verdicts.clear.append((edition, unit, "outlier", indicator, period))
+        for n, period, _ in placed:
             if not first <= n <= last:
                 continue
             key: FlagKey = (edition, unit, "outlier", indicator, period)

@@ -5,7 +5,8 @@ or not it carries a seq: the table is the record, and dead_letter_relay.py copie
 
 This is the unit of work of DESIGN §1: a crash anywhere before COMMIT leaves no trace, a crash after it
 leaves offsets that say exactly what was applied, so a redelivery never counts twice. The arithmetic is
-rollup.py's, in memory; the database sees at most seven statements whatever the batch size.
+rollup.py's, in memory; the database sees at most seven statements whatever the batch size, and five more
+where rules and outliers are evaluated (flag_batch).
 """
 
 from __future__ import annotations
