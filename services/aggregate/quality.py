@@ -28,7 +28,7 @@ Key = tuple[str, str, str, str]  # edition, unit, indicator, period
 FlagKey = tuple[str, str, str, str, str]  # edition, unit, kind ("rule" | "outlier"), code, period
 Place = tuple[str, str, str]  # edition, unit, period: where rules are checked
 Series = tuple[str, str, str]  # edition, unit, indicator: what outliers are scored on
-History = Sequence[tuple[str, Decimal]]  # a series' reported values, (period, value), oldest first
+History = Sequence[tuple[str, Decimal]]  # a series' reported values, (period, value), in any order
 OUTLIER_IMPORTANCE = "medium"
 
 
@@ -61,23 +61,28 @@ class OutlierTarget:
 
 
 class QualityPlan:
-    """The catalogue's rules indexed by the indicators they read, built once per catalogue."""
+    """The catalogue's rules indexed by the indicators they read and the levels they bound, built once per
+    catalogue and hierarchy."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, hierarchy: Hierarchy) -> None:
         self.current: dict[str, list[Rule]] = defaultdict(list)
         self.following: dict[str, list[Rule]] = defaultdict(list)
         self._order = {rule.code: n for n, rule in enumerate(catalog.rules)}
+        self._hierarchy = hierarchy
         for rule in catalog.rules:
             for code in sorted({r.code for r in (*rule.left_refs, *rule.right_refs) if not r.previous}):
                 self.current[code].append(rule)
             for code in sorted(rule.reads_previous):
                 self.following[code].append(rule)
         self.scored = {i.code: i.measure is Measure.STOCK for i in catalog if i.outliers}
-        self._rules_of: dict[tuple[frozenset[str], frozenset[str]], tuple[Rule, ...]] = {}
+        self._rules_of: dict[tuple[str, frozenset[str], frozenset[str]], tuple[Rule, ...]] = {}
         self._reads_of: dict[tuple[Rule, ...], tuple[tuple[str, bool], ...]] = {}
 
     def rule_targets(self, changed: Iterable[Key]) -> dict[Place, tuple[Rule, ...]]:
-        """The rules the changed keys may move, by place."""
+        """The rules the changed keys may move, by place: those that bound the place's level.
+
+        A rule that does not bound a level never holds a flag there, so nothing is checked or read for it
+        (`d06 quality rebuild` clears what an earlier catalogue left at a level a rule no longer bounds)."""
         now: dict[Place, set[str]] = defaultdict(set)
         before: dict[Place, set[str]] = defaultdict(set)
         for edition, unit, indicator, period in changed:
@@ -85,14 +90,20 @@ class QualityPlan:
                 now[(edition, unit, period)].add(indicator)
             if indicator in self.following:
                 before[(edition, unit, shift(period, 1))].add(indicator)
-        return {place: self._rules(frozenset(now.get(place, ())), frozenset(before.get(place, ())))
-                for place in now.keys() | before.keys()}
+        targets: dict[Place, tuple[Rule, ...]] = {}
+        for place in now.keys() | before.keys():
+            found = self._hierarchy.get(place[0], place[1])
+            if found is not None and (rules := self._rules(found.level, frozenset(now.get(place, ())),
+                                                           frozenset(before.get(place, ())))):
+                targets[place] = rules
+        return targets
 
-    def _rules(self, now: frozenset[str], before: frozenset[str]) -> tuple[Rule, ...]:
-        found = self._rules_of.get((now, before))
+    def _rules(self, level: str, now: frozenset[str], before: frozenset[str]) -> tuple[Rule, ...]:
+        found = self._rules_of.get((level, now, before))
         if found is None:
             rules = {r for i in now for r in self.current[i]} | {r for i in before for r in self.following[i]}
-            found = self._rules_of[(now, before)] = tuple(sorted(rules, key=lambda r: self._order[r.code]))
+            found = self._rules_of[(level, now, before)] = tuple(
+                sorted((r for r in rules if r.applies_at(level)), key=lambda r: self._order[r.code]))
         return found
 
     def rule_reads(self, targets: Mapping[Place, tuple[Rule, ...]]) -> set[Key]:
@@ -128,12 +139,9 @@ class QualityPlan:
 def check_rules(
     targets: Mapping[Place, tuple[Rule, ...]],
     effective: Callable[[Key], Amount | None],
-    hierarchy: Hierarchy,
     verdicts: Verdicts,
 ) -> None:
     for (edition, unit, period), rules in targets.items():
-        found = hierarchy.get(edition, unit)
-        level = None if found is None else found.level
         prior = shift(period, -1)
 
         def lookup(code: str, previous: bool, e: str = edition, u: str = unit, p: str = period,
@@ -142,9 +150,6 @@ def check_rules(
 
         for rule in rules:
             key: FlagKey = (edition, unit, "rule", rule.code, period)
-            if level is None or not rule.applies_at(level):
-                verdicts.clear.append(key)
-                continue
             outcome = rule.check(lookup)
             if outcome.violated:
                 verdicts.open.append(Flag(key, rule.spec.importance.value, rule.indicator_codes,
@@ -162,14 +167,19 @@ def check_outliers(
     """`histories`: each target series' reported values from its `first_read` to its `last_scored` period."""
     for series, target in targets.items():
         edition, unit, indicator = series
-        placed = [(ordinal(p), p, v) for p, v in histories.get(series, ())]
-        scored = outliers.scored_values({n: v for n, _, v in placed}, stocks[indicator])
-        first = min(ordinal(p) for p in target.changed)
-        last = ordinal(target.last_scored)
-        present = {p for _, p, _ in placed}
-        for period in target.changed - present:  # retracted: whatever was open there resolves
-            verdicts.clear.append((edition, unit, "outlier", indicator, period))
-        for n, period, _ in placed:
+        period_at: dict[int, str] = {}
+        reported: dict[int, Decimal] = {}
+        for period, value in histories.get(series, ()):
+            n = ordinal(period)
+            period_at[n] = period
+            reported[n] = value
+        scored = outliers.scored_values(reported, stocks[indicator])
+        changed = {period: ordinal(period) for period in target.changed}
+        for period, n in changed.items():
+            if n not in reported:  # retracted: whatever was open there resolves
+                verdicts.clear.append((edition, unit, "outlier", indicator, period))
+        first, last = min(changed.values()), ordinal(target.last_scored)
+        for n, period in period_at.items():
             if not first <= n <= last:
                 continue
             key: FlagKey = (edition, unit, "outlier", indicator, period)

@@ -5,7 +5,7 @@ or not it carries a seq: the table is the record, and dead_letter_relay.py copie
 
 This is the unit of work of DESIGN §1: a crash anywhere before COMMIT leaves no trace, a crash after it
 leaves offsets that say exactly what was applied, so a redelivery never counts twice. The arithmetic is
-rollup.py's, in memory; the database sees at most seven statements whatever the batch size, and five more
+rollup.py's, in memory; the database sees at most seven statements whatever the batch size, and four more
 where rules and outliers are evaluated (flag_batch).
 """
 
@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.aggregate import quality_repository as flags_repo
 from services.aggregate import repository as repo
 from services.aggregate.dead_letters import DeadLetter, Message
-from services.aggregate.quality import QualityPlan, Verdicts, check_outliers, check_rules
+from services.aggregate.quality import Place, QualityPlan, Verdicts, check_outliers, check_rules
 from services.aggregate.rollup import BatchEffect, Key, Row, ancestor_units, apply_batch, materialized_parent
 from shared.catalog import Catalog
 from shared.db import transaction
 from shared.events import AcceptedEvent, announce
 from shared.hierarchy import Hierarchy
+from shared.rules import Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,8 @@ class Reference:
 
     @classmethod
     def of(cls, hierarchy: Hierarchy, catalog: Catalog, *, quality: bool = True) -> Reference:
-        return cls(hierarchy, catalog, materialized_parent(hierarchy), QualityPlan(catalog) if quality else None)
+        plan = QualityPlan(catalog, hierarchy) if quality else None
+        return cls(hierarchy, catalog, materialized_parent(hierarchy), plan)
 
     def rolls_up(self, indicator: str) -> bool:
         found = self.catalog.get(indicator)
@@ -150,11 +152,16 @@ async def apply_messages(
             result.next_offsets[message.partition] = message.offset + 1
 
         if events:
-            rows = await repo.load_rows(conn, keys_to_load(events, reference))
+            keys = keys_to_load(events, reference)
+            plan = reference.quality
+            # The rules' places and inputs are those of every key the batch may change, so that the values
+            # the rules read come back with the batch's own rows, in the same statement.
+            targets = {} if plan is None else plan.rule_targets(keys)
+            rows = await repo.load_rows(conn, keys if plan is None else keys | plan.rule_reads(targets))
             result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
             result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
-            if reference.quality is not None:
-                await flag_batch(conn, reference, reference.quality, rows, result.effect)
+            if plan is not None:
+                await flag_batch(conn, plan, rows, targets, result.effect)
             await announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})
         if result.dead:
             result.new_dead = await repo.insert_dead_letters(conn, topic, current, result.dead)
@@ -164,24 +171,22 @@ async def apply_messages(
 
 
 async def flag_batch(
-    conn: AsyncConnection, reference: Reference, plan: QualityPlan, rows: dict[Key, Row], effect: BatchEffect
+    conn: AsyncConnection, plan: QualityPlan, rows: dict[Key, Row], targets: dict[Place, tuple[Rule, ...]],
+    effect: BatchEffect,
 ) -> None:
     """Evaluate, in the batch's transaction, every rule and outlier the batch's changes may move (DESIGN §8).
 
-    `rows` hold every changed key after the batch, already written; what else the rules or the outlier
-    windows read is loaded as it stands.
+    `rows` hold every key the batch may change, after the batch and already written, and every value the
+    rules of `targets` read (a key absent from it has no row); the outlier windows are read as they stand.
     """
     verdicts = Verdicts()
-    targets = plan.rule_targets(effect.changed)
     if targets:
-        extra = await repo.load_rows(conn, plan.rule_reads(targets) - rows.keys())
-
         def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
-            row = rows.get(key) or extra.get(key)
+            row = rows.get(key)
             pair = None if row is None else row.effective
             return None if pair is None else (pair.num, pair.den)
 
-        check_rules(targets, effective, reference.hierarchy, verdicts)
+        check_rules(targets, effective, verdicts)
     series = plan.outlier_targets(ev.key for ev in effect.applied)
     if series:  # the batch's rows are already written, so the histories include them
         check_outliers(series, plan.scored, await flags_repo.load_histories(conn, series), verdicts)

@@ -35,7 +35,6 @@ from shared.periods import shift
 from shared.quality_oracle import ExpectedFlag, expected_flags
 
 CATALOG = load_catalog()
-PLAN = QualityPlan(CATALOG)
 T0 = datetime(2024, 8, 1, tzinfo=UTC)
 
 
@@ -49,6 +48,7 @@ HIERARCHY = Hierarchy([
     _unit("27994", "commune", NATION, "80", "803"), _unit("28036", "commune", NATION, "80", "804"),
 ])
 PARENT_OF = materialized_parent(HIERARCHY)
+PLAN = QualityPlan(CATALOG, HIERARCHY)
 UNITS = ["27991", "27994", "28036", "803", "80"]
 PERIODS = [shift("2023-01", k) for k in range(16)]
 # Values drawn from a narrow band and a few wild ones, so that rules break and outliers stand out.
@@ -95,7 +95,8 @@ class Store:
         for key in effect.changed:
             self.rows[key] = loaded[key]
         verdicts = Verdicts()
-        check_rules(PLAN.rule_targets(effect.changed), self._effective, HIERARCHY, verdicts)
+        # As the aggregator does: the rules of every key the batch may change, checked after it.
+        check_rules(PLAN.rule_targets(keys), self._effective, verdicts)
         series = PLAN.outlier_targets(ev.key for ev in effect.applied)
         check_outliers(series, PLAN.scored, self._histories(series), verdicts)
         for key in verdicts.clear:
