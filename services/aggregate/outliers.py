@@ -57,6 +57,9 @@ def score(x: Decimal, history: list[Decimal]) -> Outlier | None:
         deviations = [abs(h - median) for h in history]
         mad = _middle(sorted(deviations))
         if mad:
+            # Most values are in line: compared without the division, which only a flag needs.
+            if MAD_FACTOR * abs(x - median) <= LIMIT * mad:
+                return None
             z = MAD_FACTOR * (x - median) / mad
         else:
             mean_ad = sum(deviations, Decimal(0)) / len(deviations)

@@ -19,17 +19,19 @@ from services.aggregate.quality import Flag, FlagKey, History, OutlierTarget, Se
 # The reported values of whole stretches of series, one statement and one row a series (a row a value
 # cost more to decode than the scoring itself): period codes of one type sort as they follow each other,
 # so a stretch is a text range. A lateral aggregate per series, rather than one GROUP BY, spares sorting
-# every row of the batch's histories together (a third of the statement's time).
+# every row of the batch's histories together; the stretch comes as one text of "period value" pairs, in no
+# particular order (the scoring places each value by its period), which costs the driver a fifth of what
+# two decoded arrays did.
 _HISTORIES = text("""
-SELECT s.e, s.u, s.i, h.periods, h.nums
+SELECT s.e, s.u, s.i, h.pairs
 FROM json_to_recordset(CAST(:spans AS json)) AS s(e text, u text, i text, lo text, hi text)
 CROSS JOIN LATERAL (
-    SELECT array_agg(r.period ORDER BY r.period) AS periods, array_agg(r.rep_num ORDER BY r.period) AS nums
+    SELECT string_agg(r.period || ' ' || r.rep_num, ' ') AS pairs
     FROM rollups r
     WHERE r.edition = s.e AND r.unit = s.u AND r.indicator = s.i AND r.period BETWEEN s.lo AND s.hi
       AND r.rep_num IS NOT NULL
 ) h
-WHERE h.periods IS NOT NULL
+WHERE h.pairs IS NOT NULL
 """)
 
 # An open flag whose values change, or a resolved one that breaks again, loses its acknowledgement: the
@@ -80,7 +82,11 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     document = _document([{"e": e, "u": u, "i": i, "lo": t.first_read, "hi": t.last_scored}
                           for (e, u, i), t in targets.items()])
     result = await conn.execute(_HISTORIES, {"spans": document})
-    return {(r[0], r[1], r[2]): list(zip(r[3], r[4], strict=True)) for r in result}
+    histories: dict[Series, History] = {}
+    for edition, unit, indicator, pairs in result:
+        words = pairs.split(" ")
+        histories[(edition, unit, indicator)] = [(words[n], Decimal(words[n + 1])) for n in range(0, len(words), 2)]
+    return histories
 
 
 Held = tuple[Decimal | None, Decimal | None, Decimal | None, bool]  # left, right, score, constant history
