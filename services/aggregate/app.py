@@ -83,7 +83,8 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
                 asyncio.create_task(relay.run(stop), name="d06-aggregate-dead-letters"),
                 asyncio.create_task(flags_gauge.run(stop), name="d06-aggregate-quality-gauge"),
             ]
-            log.info("aggregator started (topic %s, group %s)", settings.events_topic, settings.consumer_group)
+            log.info("aggregator started (topic %s, group %s, rules and outliers %s)", settings.events_topic,
+                     settings.consumer_group, "on" if settings.quality else "off")
             try:
                 yield
             finally:
