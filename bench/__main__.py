@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument("--profile", action="append", choices=SERVICES, default=[],
                         help="record this service with py-spy: a flame graph in the run directory")
-    parser.add_argument("--only", choices=("imports", "freshness"),
+    parser.add_argument("--only", choices=("aggregate", "imports", "freshness"),
                         help="run this scenario alone (on a fresh database: nothing else's backlog); the services "
                         "take their settings from the environment: AGGREGATE_QUALITY=false python -m bench "
                         "--only freshness")
@@ -69,6 +69,9 @@ async def scenarios(stack: BenchStack, sizes: Sizes, run: Run, install: bool, on
         stack.wait_ready(name)
     if only == "freshness":
         await measure("freshness", freshness.scenario(stack, sizes, legacy))
+        return
+    if only == "aggregate":
+        await measure("aggregate", aggregate.scenario(stack, sizes, legacy))
         return
 
     await measure("aggregate", aggregate.scenario(stack, sizes, legacy))
