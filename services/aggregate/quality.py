@@ -14,21 +14,21 @@ changed indicators is worked out once; a series' history comes as one row, count
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from services.aggregate import outliers
+from services.aggregate.rollup import Key, Row
 from shared.catalog import Catalog, Measure
 from shared.hierarchy import Hierarchy
 from shared.periods import ordinal, shift
 from shared.rules import Amount, Rule
 
-Key = tuple[str, str, str, str]  # edition, unit, indicator, period
 FlagKey = tuple[str, str, str, str, str]  # edition, unit, kind ("rule" | "outlier"), code, period
 Place = tuple[str, str, str]  # edition, unit, period: where rules are checked
 Series = tuple[str, str, str]  # edition, unit, indicator: what outliers are scored on
-History = Sequence[tuple[str, Decimal]]  # a series' reported values, (period, value), in any order
+History = Mapping[str, Decimal]  # a series' reported values by period
 OUTLIER_IMPORTANCE = "medium"
 
 
@@ -169,7 +169,7 @@ def check_outliers(
         edition, unit, indicator = series
         period_at: dict[int, str] = {}
         reported: dict[int, Decimal] = {}
-        for period, value in histories.get(series, ()):
+        for period, value in histories.get(series, {}).items():
             n = ordinal(period)
             period_at[n] = period
             reported[n] = value
@@ -189,3 +189,37 @@ def check_outliers(
             else:
                 verdicts.open.append(Flag(key, OUTLIER_IMPORTANCE, (indicator,), found.value, found.median,
                                           found.score, found.constant_history))
+
+
+def after_batch(
+    histories: Mapping[Series, History], targets: Mapping[Series, OutlierTarget], rows: Mapping[Key, Row],
+    changed: Iterable[Key],
+) -> dict[Series, dict[str, Decimal]]:
+    """The target series' histories as read before the batch, with the reported values the batch changed."""
+    merged: dict[Series, dict[str, Decimal]] = {series: dict(histories.get(series, {})) for series in targets}
+    for key in changed:
+        history = merged.get(key[:3])
+        if history is None:
+            continue
+        target, period = targets[key[:3]], key[3]
+        if not target.first_read <= period <= target.last_scored:  # a text range, as the statement reads it
+            continue
+        reported = rows[key].reported
+        if reported is None:
+            history.pop(period, None)
+        else:
+            history[period] = reported.num
+    return merged
+
+
+def evaluate(
+    plan: QualityPlan,
+    rule_targets: Mapping[Place, tuple[Rule, ...]],
+    effective: Callable[[Key], Amount | None],
+    outlier_targets: Mapping[Series, OutlierTarget],
+    histories: Mapping[Series, History],
+) -> Verdicts:
+    verdicts = Verdicts()
+    check_rules(rule_targets, effective, verdicts)
+    check_outliers(outlier_targets, plan.scored, histories, verdicts)
+    return verdicts

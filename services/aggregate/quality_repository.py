@@ -85,7 +85,7 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     histories: dict[Series, History] = {}
     for edition, unit, indicator, pairs in result:
         words = pairs.split(" ")
-        histories[(edition, unit, indicator)] = [(words[n], Decimal(words[n + 1])) for n in range(0, len(words), 2)]
+        histories[(edition, unit, indicator)] = {words[n]: Decimal(words[n + 1]) for n in range(0, len(words), 2)}
     return histories
 
 

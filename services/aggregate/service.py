@@ -5,30 +5,30 @@ or not it carries a seq: the table is the record, and dead_letter_relay.py copie
 
 This is the unit of work of DESIGN §1: a crash anywhere before COMMIT leaves no trace, a crash after it
 leaves offsets that say exactly what was applied, so a redelivery never counts twice. The arithmetic is
-rollup.py's, in memory; the database sees at most seven statements whatever the batch size, and four more
-where rules and outliers are evaluated (flag_batch).
+rollup.py's, in memory; the database sees at most seven statements whatever the batch size, and two more
+where rules and outliers are evaluated and a flag changes (quality_step.py reads what they need on a
+connection of its own, while the batch applies).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.aggregate import quality_repository as flags_repo
 from services.aggregate import repository as repo
 from services.aggregate.dead_letters import DeadLetter, Message
-from services.aggregate.quality import Place, QualityPlan, Verdicts, check_outliers, check_rules
-from services.aggregate.rollup import BatchEffect, Key, Row, ancestor_units, apply_batch, materialized_parent
+from services.aggregate.quality import QualityPlan
+from services.aggregate.quality_step import QualityStep, write_flags
+from services.aggregate.rollup import BatchEffect, Key, ancestor_units, apply_batch, materialized_parent
 from shared.catalog import Catalog
 from shared.db import transaction
 from shared.events import AcceptedEvent, announce
 from shared.hierarchy import Hierarchy
-from shared.rules import Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +152,7 @@ async def apply_messages(
             result.next_offsets[message.partition] = message.offset + 1
 
         if events:
-            keys = keys_to_load(events, reference)
-            plan = reference.quality
-            # The rules' places and inputs are those of every key the batch may change, so that the values
-            # the rules read come back with the batch's own rows, in the same statement.
-            targets = {} if plan is None else plan.rule_targets(keys)
-            rows = await repo.load_rows(conn, keys if plan is None else keys | plan.rule_reads(targets))
-            result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
-            result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
-            if plan is not None:
-                await flag_batch(conn, plan, rows, targets, result.effect)
-            await announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})
+            await _apply(conn, engine, reference, events, result)
         if result.dead:
             result.new_dead = await repo.insert_dead_letters(conn, topic, current, result.dead)
         await repo.store_offsets(conn, group, topic, current, result.next_offsets)
@@ -170,27 +160,20 @@ async def apply_messages(
     return result
 
 
-async def flag_batch(
-    conn: AsyncConnection, plan: QualityPlan, rows: dict[Key, Row], targets: dict[Place, tuple[Rule, ...]],
-    effect: BatchEffect,
-) -> None:
-    """Evaluate, in the batch's transaction, every rule and outlier the batch's changes may move (DESIGN §8).
-
-    `rows` hold every key the batch may change, after the batch and already written, and every value the
-    rules of `targets` read (a key absent from it has no row); the outlier windows are read as they stand.
-    """
-    verdicts = Verdicts()
-    if targets:
-        def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
-            row = rows.get(key)
-            pair = None if row is None else row.effective
-            return None if pair is None else (pair.num, pair.den)
-
-        check_rules(targets, effective, verdicts)
-    series = plan.outlier_targets(ev.key for ev in effect.applied)
-    if series:  # the batch's rows are already written, so the histories include them
-        check_outliers(series, plan.scored, await flags_repo.load_histories(conn, series), verdicts)
-    held = await flags_repo.open_on(conn, {k[:2] for k in verdicts.clear} | {f.key[:2] for f in verdicts.open})
-    await flags_repo.open_flags(conn, [
-        f for f in verdicts.open if held.get(f.key) != (f.left, f.right, f.score, f.constant_history)])
-    await flags_repo.resolve_flags(conn, [k for k in verdicts.clear if k in held])
+async def _apply(conn: AsyncConnection, engine: AsyncEngine, reference: Reference, events: list[AcceptedEvent],
+                 result: BatchResult) -> None:
+    keys = keys_to_load(events, reference)
+    step = None if reference.quality is None else QualityStep(engine, reference.quality, keys, events)
+    try:
+        rows = await repo.load_rows(conn, keys)
+        result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
+        if step is None:
+            result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
+        else:
+            result.rows_written, (verdicts, around) = await asyncio.gather(
+                repo.upsert_rows(conn, rows, result.effect.changed), step.verdicts(rows, result.effect))
+            await write_flags(conn, verdicts, around.held)
+    finally:
+        if step is not None:
+            await step.close()
+    await announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})

@@ -1,9 +1,10 @@
 """The aggregator's flags, kept incrementally batch by batch, equal the flags recomputed from scratch.
 
-Each batch goes through the pure steps the aggregator takes in its transaction — apply_batch on the rows it
-loads, then the rules and outliers the changes may move, evaluated against the store as it stands after the
-batch — and the flags it keeps are compared with shared.quality_oracle, which starts again from the
-reported values alone.
+Each batch goes through the pure steps the aggregator takes (services/aggregate/quality_step.py) —
+the histories read as they stood before the batch, apply_batch on the rows it loads, the histories brought
+up to date with the batch's changes, then the rules and outliers of every key the batch may change — and
+the flags it keeps are compared with shared.quality_oracle, which starts again from the reported values
+alone.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from services.aggregate.quality import (
     OutlierTarget,
     QualityPlan,
     Series,
-    Verdicts,
-    check_outliers,
-    check_rules,
+    after_batch,
+    evaluate,
 )
 from services.aggregate.rollup import Key, Row, ancestor_keys, apply_batch, materialized_parent
 from shared.catalog import load_catalog
@@ -90,15 +90,14 @@ class Store:
 
     def apply(self, batch: list[AcceptedEvent]) -> None:
         keys = {ev.key for ev in batch} | {k for ev in batch for k in ancestor_keys(ev.key, PARENT_OF)}
+        series = PLAN.outlier_targets(ev.key for ev in batch)
+        before = self._histories(series)
         loaded = {k: copy.copy(self.rows[k]) for k in keys if k in self.rows}
         effect = apply_batch(batch, loaded, PARENT_OF, lambda i: CATALOG.by_code[i].rollup)
         for key in effect.changed:
             self.rows[key] = loaded[key]
-        verdicts = Verdicts()
-        # As the aggregator does: the rules of every key the batch may change, checked after it.
-        check_rules(PLAN.rule_targets(keys), self._effective, verdicts)
-        series = PLAN.outlier_targets(ev.key for ev in effect.applied)
-        check_outliers(series, PLAN.scored, self._histories(series), verdicts)
+        histories = after_batch(before, series, loaded, effect.changed)
+        verdicts = evaluate(PLAN, PLAN.rule_targets(keys), self._effective, series, histories)
         for key in verdicts.clear:
             self.flags.pop(key, None)
         for flag in verdicts.open:
@@ -111,8 +110,8 @@ class Store:
 
     def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, History]:
         """What the aggregator's one statement reads: each series' reported values over its stretch."""
-        return {series: [(k[3], r.reported.num) for k, r in sorted(self.rows.items())
-                         if k[:3] == series and r.reported is not None and t.first_read <= k[3] <= t.last_scored]
+        return {series: {k[3]: r.reported.num for k, r in self.rows.items()
+                         if k[:3] == series and r.reported is not None and t.first_read <= k[3] <= t.last_scored}
                 for series, t in targets.items()}
 
     def reported(self) -> dict[Key, tuple[Decimal, Decimal | None]]:

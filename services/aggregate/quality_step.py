@@ -1,0 +1,98 @@
+"""Rules and outliers for one batch (DESIGN §8), run beside the batch rather than after it.
+
+What the checks read besides the batch's own rows — the other values the rules name, each scored series'
+stored history, the flags open on the batch's units — is read as committed before the batch, on a second
+connection, while the batch's transaction loads and applies its rows; the checks then run in a worker
+thread while PostgreSQL writes those rows; only the flags that change are written, in the batch's
+transaction. The two connections overlap, so PostgreSQL and the aggregator work at the same time instead of
+taking turns.
+
+Reading outside the transaction is exact because the batch holds its provinces' writer locks before the
+read starts (repository.lock_writers): no other transaction can commit a row or a flag of those provinces
+until the batch ends, so the read sees precisely the state the batch starts from, and the batch's own
+changes are laid over it in memory (quality.after_batch). An acknowledgement (ingest) may land meanwhile; it
+changes no value or status, and the writes below never undo it unless a flag's values change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.aggregate import quality_repository as flags_repo
+from services.aggregate import repository as repo
+from services.aggregate.quality import (
+    FlagKey,
+    History,
+    QualityPlan,
+    Series,
+    Verdicts,
+    after_batch,
+    evaluate,
+)
+from services.aggregate.rollup import BatchEffect, Key, Row
+from shared.events import AcceptedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Surroundings:
+    """What the checks read besides the batch's rows, as committed before the batch."""
+
+    rows: dict[Key, Row]  # the other values the rules read (a key absent here has no row)
+    histories: dict[Series, History]
+    held: dict[FlagKey, flags_repo.Held]  # the flags open on the batch's units, with their values
+
+
+class QualityStep:
+    """Started once the batch holds its locks; `verdicts` after the batch is applied; `close` always."""
+
+    def __init__(self, engine: AsyncEngine, plan: QualityPlan, keys: Collection[Key],
+                 events: Iterable[AcceptedEvent]) -> None:
+        self._plan = plan
+        # Planned on every key the batch may change (a superset of what it will change): a place or series
+        # the batch leaves as it was is checked to the verdict it already has, and nothing is written.
+        self._rules = plan.rule_targets(keys)
+        self._series = plan.outlier_targets(ev.key for ev in events)
+        units = {place[:2] for place in self._rules} | {series[:2] for series in self._series}
+        self._reading = asyncio.create_task(self._read(engine, plan.rule_reads(self._rules) - set(keys), units))
+
+    async def _read(self, engine: AsyncEngine, keys: Collection[Key], units: Collection[tuple[str, str]]
+                    ) -> Surroundings:
+        async with engine.connect() as conn:
+            rows = await repo.load_rows(conn, keys)
+            histories = await flags_repo.load_histories(conn, self._series)
+            held = await flags_repo.open_on(conn, units)
+            await conn.rollback()  # it only read
+        return Surroundings(rows, histories, held)
+
+    async def verdicts(self, rows: dict[Key, Row], effect: BatchEffect) -> tuple[Verdicts, Surroundings]:
+        """Every target's verdict after the batch; `rows` hold the batch's keys as the batch left them."""
+        around = await self._reading
+
+        def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
+            row = rows.get(key) or around.rows.get(key)
+            pair = None if row is None else row.effective
+            return None if pair is None else (pair.num, pair.den)
+
+        histories = after_batch(around.histories, self._series, rows, effect.changed)
+        # A worker thread, so that the event loop goes on sending the batch's rows meanwhile.
+        verdicts = await asyncio.to_thread(evaluate, self._plan, self._rules, effective, self._series, histories)
+        return verdicts, around
+
+    async def close(self) -> None:
+        if not self._reading.done():
+            self._reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reading  # an error of the read matters only to a batch that used it
+
+
+async def write_flags(conn: AsyncConnection, verdicts: Verdicts, held: dict[FlagKey, flags_repo.Held]) -> None:
+    """Open what broke or changed, resolve what holds again; a flag already as it should be is not written."""
+    await flags_repo.open_flags(conn, [
+        f for f in verdicts.open if held.get(f.key) != (f.left, f.right, f.score, f.constant_history)])
+    await flags_repo.resolve_flags(conn, [k for k in verdicts.clear if k in held])
