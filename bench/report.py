@@ -65,7 +65,7 @@ def _number(value: float, unit: str) -> str:
     if unit in ("ms", "µs"):
         return f"{value:,.1f} {unit}" if value >= 10 else f"{value:,.2f} {unit}"
     if unit == "x":
-        return f"{value:,.0f}×" if value >= 10 else f"{value:,.1f}×"
+        return f"{value:,.0f}×" if value >= 10 else f"{value:,.2f}×"
     return f"{value:,.0f} {unit}"
 
 

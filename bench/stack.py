@@ -274,14 +274,19 @@ class CpuMeter:
         note("cpu (cores): " + ", ".join(f"{name} {share:.2f}" for name, share in shares.items()))
         return shares
 
-    def per_event(self, scenario: str, service: str, events: int) -> list[Figure]:
+    def per_event(self, scenario: str, service: str, events: int, round_: str = "") -> list[Figure]:
         """µs of CPU per event of the service and of PostgreSQL: what a change costs or saves, apart from how
         much of the machine the run got. It still grows on a busy host (shared caches and cores run slower),
         so compare runs at similar speed probes.
         PostgreSQL is left out when it is not ours (--database-url): its CPU is not ours to read."""
         parts = {f"the {service} process": self.used.get(service), "PostgreSQL": self.used.get("postgres")}
-        return [Figure(scenario, f"CPU per event: {part}", 1e6 * used / events, "µs")
+        return [Figure(scenario, f"CPU per event{round_}: {part}", 1e6 * used / events, "µs")
                 for part, used in parts.items() if used is not None and events]
+
+    def cpu_per_event(self, service: str, events: int) -> float:
+        """Seconds of CPU per event of the service and PostgreSQL together (the service alone when the
+        database is not ours)."""
+        return (self.used.get(service, 0.0) + self.used.get("postgres", 0.0)) / events
 
 
 def _vm_hwm(pid: int) -> int:
