@@ -144,7 +144,8 @@ class BenchStack:
 
     def _record(self, name: str, pid: int) -> None:
         """py-spy samples the process until it exits, then writes a flame graph (an SVG any browser opens)."""
-        output = self.run_dir / f"{name}.{self.run_id}.flamegraph.svg"
+        runs = len(list(self.run_dir.glob(f"{name}.{self.run_id}.*.flamegraph.svg")))  # one per start
+        output = self.run_dir / f"{name}.{self.run_id}.{runs + 1}.flamegraph.svg"
         beside = Path(sys.executable).with_name("py-spy")  # pip install py-spy puts it in the venv
         binary = str(beside) if beside.exists() else shutil.which("py-spy")
         if binary is None:
