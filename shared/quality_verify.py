@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.catalog import Catalog
 from shared.hierarchy import Hierarchy
-from shared.quality_oracle import ExpectedFlag, FlagKey, expected_flags
+from shared.quality_flags import FlagKey
+from shared.quality_oracle import ExpectedFlag, expected_flags
 from shared.recompute import Amount, Key
 
 
