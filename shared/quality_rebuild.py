@@ -9,10 +9,10 @@ so a flag means the same whoever wrote it: one whose values did not change is no
 acknowledgement; one whose values changed, or a resolved one that breaks again, is open for review again.
 
 One transaction per province tree, holding that province's writer lock (shared.db.province_lock) from before
-it reads to its commit, as an aggregator batch does: a batch of the province lands wholly before the rebuild
-reads it or wholly after it wrote, so the two never write over each other's flags, and the aggregator goes on
-with the other provinces meanwhile. A province's flags depend on its tree's values alone (the nation, summed
-at read time, is never flagged), so a province at a time is exactly the whole.
+it reads the values and flags it goes by to its commit, as an aggregator batch does: a batch of the province
+lands wholly before the rebuild reads it or wholly after it wrote, so the two never write over each other's
+flags, and the aggregator goes on with the other provinces meanwhile. A province's flags depend on its tree's
+values alone (the nation, summed at read time, is never flagged), so a province at a time is exactly the whole.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.catalog import Catalog
 from shared.db import lock_advisory, province_lock, transaction
@@ -63,21 +63,30 @@ def _as_flag(key: FlagKey, expected: ExpectedFlag, rules: Mapping[str, Rule]) ->
                 expected.constant_history)
 
 
-async def rebuild_province(conn: AsyncConnection, province: Province, units: list[str], hierarchy: Hierarchy,
+async def rebuild_province(engine: AsyncEngine, province: Province, units: list[str], hierarchy: Hierarchy,
                            catalog: Catalog, *, write: bool) -> list[FlagDifference]:
-    """Set the flags of one province's `units` right in the caller's transaction (`write` False: only say
-    what differs).
+    """Set the flags of one province's `units` right, in one transaction holding the province's writer lock
+    (`write` False: the same, but only say what differs; the lock is taken all the same, so what is said is
+    exactly what a write would start from).
 
-    The lock is taken first, dry or not: what is read is then exactly what a write would start from."""
-    edition, code = province
-    await lock_advisory(conn, [province_lock(f"{edition}/{code}")])
-    tree = (edition, units)
-    found = differences(await read_open_flags(conn, tree),
-                        expected_flags(await read_reported(conn, tree), hierarchy, catalog))
-    if write:
-        rules = {rule.code: rule for rule in catalog.rules}
-        await open_flags(conn, [_as_flag(d.key, d.expected, rules) for d in found if d.expected is not None])
-        await resolve_flags(conn, [d.key for d in found if d.expected is None])
+    The oracle's evaluation (seconds for the largest provinces) runs before the lock, on the values as they
+    stand; under the lock the values are read again and evaluated again only if a batch changed them
+    meanwhile. A batch of the province thus waits for two reads and the writes, not for the evaluation."""
+    tree = (province[0], units)
+    async with engine.connect() as conn:
+        seen = await read_reported(conn, tree)
+        await conn.rollback()  # it only read
+    expected = expected_flags(seen, hierarchy, catalog)
+    async with transaction(engine) as conn:
+        await lock_advisory(conn, [province_lock(f"{province[0]}/{province[1]}")])
+        facts = await read_reported(conn, tree)
+        if facts != seen:
+            expected = expected_flags(facts, hierarchy, catalog)
+        found = differences(await read_open_flags(conn, tree), expected)
+        if write:
+            rules = {rule.code: rule for rule in catalog.rules}
+            await open_flags(conn, [_as_flag(d.key, d.expected, rules) for d in found if d.expected is not None])
+            await resolve_flags(conn, [d.key for d in found if d.expected is None])
     return found
 
 
@@ -87,8 +96,7 @@ async def rebuild_quality(engine: AsyncEngine, hierarchy: Hierarchy, catalog: Ca
     todo = trees(hierarchy)
     rebuilt = Rebuilt([])
     for province, units in todo.items():
-        async with transaction(engine) as conn:
-            rebuilt.changes += await rebuild_province(conn, province, units, hierarchy, catalog, write=write)
+        rebuilt.changes += await rebuild_province(engine, province, units, hierarchy, catalog, write=write)
         rebuilt.provinces += 1
         if progress is not None:
             progress(rebuilt, len(todo))
