@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import keys
 from shared.catalog import load_catalog, store_catalog
@@ -24,6 +27,7 @@ from shared.keys import ROLES, KeyRefused, KeyRequest
 from shared.settings import CommonSettings
 
 DEMO_EVENTS = Path(__file__).with_name("demo") / "seed_events.json"
+PROGRESS_SECONDS = 5.0  # how often a long `quality rebuild` says how far it has gone
 
 
 def _settings() -> CommonSettings:
@@ -34,13 +38,18 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
     return asyncio.run(coro_fn())
 
 
-async def _with_db(body: Callable[[Any], Awaitable[int]]) -> int:
+@asynccontextmanager
+async def _engine() -> AsyncIterator[AsyncEngine]:
     engine = make_engine(_settings().database_url, pool_size=2, app="d06-cli")
     try:
-        async with transaction(engine) as conn:
-            return await body(conn)
+        yield engine
     finally:
         await engine.dispose()
+
+
+async def _with_db(body: Callable[[Any], Awaitable[int]]) -> int:
+    async with _engine() as engine, transaction(engine) as conn:
+        return await body(conn)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -187,6 +196,39 @@ def cmd_quality_verify(args: argparse.Namespace) -> int:
     return _run(lambda: _with_db(body))
 
 
+def cmd_quality_rebuild(args: argparse.Namespace) -> int:
+    from shared.quality_rebuild import Rebuilt, rebuild_quality
+
+    shown = 0
+    last_said = time.monotonic()
+
+    def progress(rebuilt: Rebuilt, total: int) -> None:
+        # Each change as it is found (the first `max_print`), and every few seconds how far it has gone.
+        nonlocal shown, last_said
+        for difference in rebuilt.changes[shown:args.max_print]:
+            print(f"{difference.change} {difference}", flush=True)
+        shown = max(shown, min(len(rebuilt.changes), args.max_print))
+        if time.monotonic() - last_said >= PROGRESS_SECONDS or rebuilt.provinces == total:
+            last_said = time.monotonic()
+            print(f"{rebuilt.provinces}/{total} provinces, {len(rebuilt.changes):,} flag(s) to change so far",
+                  file=sys.stderr, flush=True)
+
+    async def body() -> int:
+        async with _engine() as engine:
+            async with engine.connect() as conn:
+                hierarchy = await fetch_hierarchy(conn)
+            rebuilt = await rebuild_quality(engine, hierarchy, load_catalog(), write=not args.dry_run,
+                                            progress=progress)
+        counts = [rebuilt.count(change) for change in ("open", "update", "resolve")]
+        if args.dry_run:
+            print("dry run, nothing written: {:,} flag(s) to open, {:,} to update, {:,} to resolve".format(*counts))
+        else:
+            print("quality flags rebuilt: {:,} opened, {:,} updated, {:,} resolved".format(*counts))
+        return 0
+
+    return _run(body)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     async def body(conn: Any) -> int:
         result = await conn.execute(
@@ -253,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = quality.add_parser("verify", help="recompute every rule and outlier flag from the facts and compare")
     check.add_argument("--max-print", type=int, default=200)
     check.set_defaults(fn=cmd_quality_verify)
+    rebuild = quality.add_parser(
+        "rebuild", help="recompute every flag from the facts and write the differences (after the catalogue's "
+        "rules change, or quality is turned on over data applied without it)")
+    rebuild.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
+    rebuild.add_argument("--max-print", type=int, default=200)
+    rebuild.set_defaults(fn=cmd_quality_rebuild)
 
     add_crosswalk_commands(sub, _with_db)
     add_import_command(sub)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -113,3 +114,32 @@ async def ping(engine: AsyncEngine, seconds: float = 3.0) -> None:
     """The readiness check of every service: one round trip to the database, bounded in time."""
     async with asyncio.timeout(seconds), engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+def json_document(items: list[dict[str, object]]) -> str:
+    """Rows or keys as one JSON parameter, which PostgreSQL unpacks itself (json_to_recordset): one parameter
+    instead of an array per column, whose every element the driver would encode in Python."""
+    return orjson.dumps(items, default=str).decode()  # default: Decimal as its exact text
+
+
+def province_lock(province: str) -> str:
+    """The advisory lock of one province tree (`edition/province`, the events' partition key): held by every
+    transaction that writes its rollups or quality flags, so no two of them interleave."""
+    return f"rollups/{province}"
+
+
+async def lock_advisory(conn: AsyncConnection, names: Iterable[str]) -> None:
+    """Take the transaction-scoped advisory locks of `names`, released by COMMIT or ROLLBACK.
+
+    Always in one pass ordered by the locks' keys, whoever the caller: two transactions that take locks this
+    way can never wait for each other in a cycle.
+    """
+    await conn.execute(
+        text("""
+        SELECT count(pg_advisory_xact_lock(k)) FROM (
+            SELECT DISTINCT hashtextextended(n, 0) AS k FROM unnest(CAST(:names AS text[])) AS n
+            ORDER BY k OFFSET 0
+        ) AS ordered
+        """),
+        {"names": sorted(set(names))},
+    )

@@ -19,9 +19,8 @@ from decimal import Context, Decimal, localcontext
 from shared.catalog import Catalog, Measure
 from shared.hierarchy import Hierarchy
 from shared.periods import shift
+from shared.quality_flags import FlagKey  # the key's shape only: nothing of how flags are written
 from shared.recompute import Amount, Key, recompute
-
-FlagKey = tuple[str, str, str, str, str]  # edition, unit, kind, code, period
 
 
 @dataclass(frozen=True, slots=True)

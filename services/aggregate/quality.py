@@ -23,24 +23,12 @@ from services.aggregate.rollup import Key, Row
 from shared.catalog import Catalog, Measure
 from shared.hierarchy import Hierarchy
 from shared.periods import ordinal, shift
+from shared.quality_flags import OUTLIER_IMPORTANCE, Flag, FlagKey
 from shared.rules import Amount, Rule
 
-FlagKey = tuple[str, str, str, str, str]  # edition, unit, kind ("rule" | "outlier"), code, period
 Place = tuple[str, str, str]  # edition, unit, period: where rules are checked
 Series = tuple[str, str, str]  # edition, unit, indicator: what outliers are scored on
 History = Mapping[str, Decimal]  # a series' reported values by period
-OUTLIER_IMPORTANCE = "medium"
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    key: FlagKey
-    importance: str
-    indicators: tuple[str, ...]
-    left: Decimal | None  # a rule's left side; an outlier's scored value
-    right: Decimal | None  # a rule's right side; the median of an outlier's window
-    score: Decimal | None = None
-    constant_history: bool = False
 
 
 @dataclass(slots=True)

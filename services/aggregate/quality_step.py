@@ -24,10 +24,9 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.aggregate import quality_repository as flags_repo
+from services.aggregate import quality_repository as quality_repo
 from services.aggregate import repository as repo
 from services.aggregate.quality import (
-    FlagKey,
     History,
     QualityPlan,
     Series,
@@ -36,7 +35,9 @@ from services.aggregate.quality import (
     evaluate,
 )
 from services.aggregate.rollup import BatchEffect, Key, Row
+from shared import quality_flags as flags_repo
 from shared.events import AcceptedEvent
+from shared.quality_flags import FlagKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class QualityStep:
                     ) -> Surroundings:
         async with engine.connect() as conn:
             rows = await repo.load_rows(conn, keys)
-            histories = await flags_repo.load_histories(conn, self._series)
+            histories = await quality_repo.load_histories(conn, self._series)
             held = await flags_repo.open_on(conn, units)
             await conn.rollback()  # it only read
         return Surroundings(rows, histories, held)

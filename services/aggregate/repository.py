@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.aggregate.dead_letters import DeadLetter
 from services.aggregate.rollup import Key, Row
+from shared.db import json_document, lock_advisory, province_lock
 from shared.values import pair_or_none
 
 
@@ -32,20 +32,10 @@ async def lock_writers(
     One writer per partition is what Kafka promises, but only between rebalances: a consumer that lost a
     partition may still be finishing a batch of it. Locking the partitions makes the offset check below
     airtight; locking the provinces (`edition/province`, the partition key) also covers a topic
-    recreated with another partition count. Locks are taken in one sorted pass, so two batches can never
-    wait for each other in a cycle, and they are released by COMMIT or ROLLBACK.
+    recreated with another partition count, and `d06 quality rebuild` takes the same province locks.
     """
-    names = [f"offsets/{group}/{topic}/{p}" for p in sorted(set(partitions))]
-    names += [f"rollups/{province}" for province in sorted(set(provinces))]
-    await conn.execute(
-        text("""
-        SELECT count(pg_advisory_xact_lock(k)) FROM (
-            SELECT DISTINCT hashtextextended(n, 0) AS k FROM unnest(CAST(:names AS text[])) AS n
-            ORDER BY k OFFSET 0
-        ) AS ordered
-        """),
-        {"names": names},
-    )
+    names = [f"offsets/{group}/{topic}/{p}" for p in set(partitions)]
+    await lock_advisory(conn, names + [province_lock(province) for province in set(provinces)])
 
 
 async def read_offsets(conn: AsyncConnection, group: str, topic: str) -> tuple[int, dict[int, StoredOffset]]:
@@ -71,8 +61,7 @@ async def current_epoch(conn: AsyncConnection, topic: str) -> int:
     return int(value or 0)
 
 
-# Keys and rows travel as one JSON document each, which PostgreSQL unpacks itself (json_to_recordset): one
-# parameter instead of an array per column, whose every element the driver would encode in Python.
+# Keys and rows travel as one JSON document each (shared.db.json_document).
 _LOAD = text("""
 SELECT r.edition, r.unit, r.indicator, r.period, r.rep_num, r.rep_den, r.rep_seq,
        r.comp_num, r.comp_den, r.reporting, r.accepted_at
@@ -94,15 +83,11 @@ ON CONFLICT (edition, unit, indicator, period) DO UPDATE SET
 """)
 
 
-def _document(items: list[dict[str, object]]) -> str:
-    return orjson.dumps(items, default=str).decode()  # default: Decimal as its exact text
-
-
 async def load_rows(conn: AsyncConnection, keys: Collection[Key]) -> dict[Key, Row]:
     """The stored rows among `keys`, in one statement (absent keys simply do not come back)."""
     if not keys:
         return {}
-    document = _document([{"e": e, "u": u, "i": i, "p": p} for e, u, i, p in keys])
+    document = json_document([{"e": e, "u": u, "i": i, "p": p} for e, u, i, p in keys])
     result = await conn.execute(_LOAD, {"keys": document})
     return {
         (r[0], r[1], r[2], r[3]): Row(
@@ -131,7 +116,7 @@ async def upsert_rows(conn: AsyncConnection, rows: dict[Key, Row], keys: Collect
             "cn": None if computed is None else computed.num, "cd": None if computed is None else computed.den,
             "rp": row.reporting, "at": row.accepted_at,
         })
-    await conn.execute(_UPSERT, {"rows": _document(items)})
+    await conn.execute(_UPSERT, {"rows": json_document(items)})
     return len(items)
 
 

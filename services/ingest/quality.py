@@ -1,6 +1,6 @@
 """A reviewer acknowledges a data-quality flag: `POST /v1/quality/{flag_id}/acknowledge` (role `review`).
 
-The aggregator writes the flags (services/aggregate/quality_repository.py); ingest writes only the three
+The aggregator writes the flags (shared/quality_flags.py); ingest writes only the three
 `acknowledged_*` columns, which its database role may UPDATE. The flag's row is locked while it is checked,
 so an aggregator batch that resolves it or changes its values (and with them clears any acknowledgement)
 lands either wholly before this request, which then sees it, or wholly after.

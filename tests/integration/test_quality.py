@@ -17,11 +17,11 @@ import subprocess
 import sys
 import uuid
 
-from services.aggregate.quality import FlagKey
 from shared.catalog import load_catalog
 from shared.db import make_engine
 from shared.hierarchy import Hierarchy
 from shared.periods import shift
+from shared.quality_flags import FlagKey
 from shared.quality_verify import verify_quality
 from tests.fixtures.aggregator import (
     aggregating,

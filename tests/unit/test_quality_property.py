@@ -18,8 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregate.quality import (
-    Flag,
-    FlagKey,
     History,
     OutlierTarget,
     QualityPlan,
@@ -32,6 +30,7 @@ from shared.catalog import load_catalog
 from shared.events import AcceptedEvent
 from shared.hierarchy import NATION, Hierarchy, Unit
 from shared.periods import shift
+from shared.quality_flags import Flag, FlagKey
 from shared.quality_oracle import ExpectedFlag, expected_flags
 
 CATALOG = load_catalog()
