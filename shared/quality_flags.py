@@ -20,6 +20,8 @@ from shared.db import json_document
 
 FlagKey = tuple[str, str, str, str, str]  # edition, unit, kind ("rule" | "outlier"), code, period
 Held = tuple[Decimal | None, Decimal | None, Decimal | None, bool]  # left, right, score, constant history
+# edition, unit, first and last period (as text: a unit's flags of one kind of period sort as their periods do)
+Span = tuple[str, str, str, str]
 OUTLIER_IMPORTANCE = "medium"
 
 
@@ -57,9 +59,10 @@ WHERE f.status = 'resolved'
 """)
 
 _OPEN_ON = text("""
-SELECT f.edition, f.unit, f.kind, f.code, f.period, f.left_value, f.right_value, f.score, f.constant_history
-FROM json_to_recordset(CAST(:units AS json)) AS t(e text, u text)
-JOIN quality_flags f ON f.edition = t.e AND f.unit = t.u AND f.status = 'open'
+SELECT DISTINCT f.edition, f.unit, f.kind, f.code, f.period, f.left_value, f.right_value, f.score,
+       f.constant_history
+FROM json_to_recordset(CAST(:spans AS json)) AS t(e text, u text, lo text, hi text)
+JOIN quality_flags f ON f.edition = t.e AND f.unit = t.u AND f.status = 'open' AND f.period BETWEEN t.lo AND t.hi
 """)
 
 _RESOLVE = text("""
@@ -70,11 +73,12 @@ WHERE f.edition = t.e AND f.unit = t.u AND f.kind = t.k AND f.code = t.c AND f.p
 """)
 
 
-async def open_on(conn: AsyncConnection, units: Collection[tuple[str, str]]) -> dict[FlagKey, Held]:
-    """The flags open on these (edition, unit), with their values."""
-    if not units:
+async def open_on(conn: AsyncConnection, spans: Collection[Span]) -> dict[FlagKey, Held]:
+    """The flags open on these units within these stretches of periods, with their values."""
+    if not spans:
         return {}
-    result = await conn.execute(_OPEN_ON, {"units": json_document([{"e": e, "u": u} for e, u in units])})
+    result = await conn.execute(_OPEN_ON, {"spans": json_document([
+        {"e": e, "u": u, "lo": lo, "hi": hi} for e, u, lo, hi in spans])})
     return {(r[0], r[1], r[2], r[3], r[4]): (r[5], r[6], r[7], r[8]) for r in result}
 
 

@@ -37,7 +37,7 @@ from services.aggregate.quality import (
 from services.aggregate.rollup import BatchEffect, Key, Row
 from shared import quality_flags as flags_repo
 from shared.events import AcceptedEvent
-from shared.quality_flags import FlagKey
+from shared.quality_flags import FlagKey, Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +59,16 @@ class QualityStep:
         # the batch leaves as it was is checked to the verdict it already has, and nothing is written.
         self._rules = plan.rule_targets(keys)
         self._series = plan.outlier_targets(ev.key for ev in events)
-        units = {place[:2] for place in self._rules} | {series[:2] for series in self._series}
-        self._reading = asyncio.create_task(self._read(engine, plan.rule_reads(self._rules) - set(keys), units))
+        # Only the flags a verdict may be about: a unit's flags of other periods are never written here.
+        spans = {(e, u, p, p) for e, u, p in self._rules}
+        spans |= {(e, u, min(t.changed), t.last_scored) for (e, u, _), t in self._series.items()}
+        self._reading = asyncio.create_task(self._read(engine, plan.rule_reads(self._rules) - set(keys), spans))
 
-    async def _read(self, engine: AsyncEngine, keys: Collection[Key], units: Collection[tuple[str, str]]
-                    ) -> Surroundings:
+    async def _read(self, engine: AsyncEngine, keys: Collection[Key], spans: Collection[Span]) -> Surroundings:
         async with engine.connect() as conn:
             rows = await repo.load_rows(conn, keys)
             histories = await quality_repo.load_histories(conn, self._series)
-            held = await flags_repo.open_on(conn, units)
+            held = await flags_repo.open_on(conn, spans)
             await conn.rollback()  # it only read
         return Surroundings(rows, histories, held)
 
