@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.aggregate.quality import History, OutlierTarget, Series
+from services.aggregate.quality import OutlierTarget, Series
 from shared.db import json_document
 
 # The reported values of whole stretches of series, one statement and one row a series (a row a value
@@ -33,7 +33,8 @@ WHERE h.pairs IS NOT NULL
 """)
 
 
-async def load_histories(conn: AsyncConnection, targets: Mapping[Series, OutlierTarget]) -> dict[Series, History]:
+async def load_histories(conn: AsyncConnection, targets: Mapping[Series, OutlierTarget]
+                         ) -> dict[Series, dict[str, Decimal]]:
     """Each target series' stored reported values (flows and stocks: the numerator), from the first period
     its moved flags read to the last it may move."""
     if not targets:
@@ -41,7 +42,7 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     document = json_document([{"e": e, "u": u, "i": i, "lo": t.first_read, "hi": t.last_scored}
                               for (e, u, i), t in targets.items()])
     result = await conn.execute(_HISTORIES, {"spans": document})
-    histories: dict[Series, History] = {}
+    histories: dict[Series, dict[str, Decimal]] = {}
     for edition, unit, indicator, pairs in result:
         words = pairs.split(" ")
         histories[(edition, unit, indicator)] = {words[n]: Decimal(words[n + 1]) for n in range(0, len(words), 2)}

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.aggregate import quality_repository as quality_repo
 from services.aggregate import repository as repo
 from services.aggregate.quality import (
-    History,
     QualityPlan,
     Series,
     Verdicts,
@@ -45,7 +44,7 @@ class Surroundings:
     """What the checks read besides the batch's rows, as committed before the batch."""
 
     rows: dict[Key, Row]  # the other values the rules read (a key absent here has no row)
-    histories: dict[Series, History]
+    histories: dict[Series, dict[str, Decimal]]  # laid over by the batch (quality.after_batch)
     held: dict[FlagKey, flags_repo.Held]  # the flags open on the batch's units, with their values
 
 

@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregate.quality import (
-    History,
     OutlierTarget,
     QualityPlan,
     Series,
@@ -107,7 +106,7 @@ class Store:
         pair = None if row is None else row.effective
         return None if pair is None else (pair.num, pair.den)
 
-    def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, History]:
+    def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, dict[str, Decimal]]:
         """What the aggregator's one statement reads: each series' reported values over its stretch."""
         return {series: {k[3]: r.reported.num for k, r in self.rows.items()
                          if k[:3] == series and r.reported is not None and t.first_read <= k[3] <= t.last_scored}
