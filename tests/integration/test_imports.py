@@ -5,6 +5,7 @@ file imported in the background."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -252,3 +253,21 @@ async def test_an_import_whose_process_died_no_longer_answers_for_its_file(stack
         assert counts(again.json()) == (1, 1, 0, 0, 1, 0, 0)  # what the dead import stored stands
         dead = (await client.get(f"/v1/imports/{first['id']}", headers=auth(key))).json()
     assert dead["status"] == "failed" and "upload the file again" in dead["errors"][-1]["message"]
+
+
+def readme_sample(language: str) -> bytes:
+    """The README's sample file of that language, in its "Files in" section, as a newcomer would copy it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Files in"):]
+    start = section.index(f"```{language}\n") + len(language) + 4
+    return section[start:section.index("```", start)].encode()
+
+
+async def test_the_readmes_spreadsheet_and_dhis2_samples_import_as_it_says(stack: Stack) -> None:
+    key = await stack.create_key()
+    async with running(create_app(no_relay(stack))) as client:
+        sheet = await upload(client, key, readme_sample("csv"))
+        assert sheet.status_code == 201 and counts(sheet.json()) == (2, 2, 2, 0, 0, 0, 0), sheet.text
+        dhis2 = await upload(client, key, readme_sample("json"), "dhis2-json")
+        # Its 00004 July figure is the spreadsheet's, so it is unchanged; the ratio and 00007 are new.
+        assert dhis2.status_code == 201 and counts(dhis2.json()) == (3, 3, 2, 0, 1, 0, 0), dhis2.text
