@@ -60,9 +60,11 @@ def create_app(settings: AggregateSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not logging.getLogger().handlers:
             configure_logging(settings.log_level)
-        # Few connections: one batch transaction at a time, plus readiness and refresh queries.
+        # Few connections: one batch transaction at a time and its quality step's read (two together, never
+        # fewer: the step waits for its own), plus readiness and refresh queries.
         engine = act_as(
-            make_engine(settings.database_url, pool_size=min(settings.db_pool_size, 4), app="d06-aggregate"),
+            make_engine(settings.database_url, pool_size=max(2, min(settings.db_pool_size, 4)),
+                        app="d06-aggregate"),
             settings.db_role,  # rollups, offsets and dead letters; nothing of ingest's (shared/dbroles.py)
         )
         app.state.engine = engine  # for the pool metrics

@@ -137,7 +137,7 @@ async def test_an_aggregator_batch_announces_what_it_changed(stack: Stack) -> No
     heard: list[str] = []
     listener = await asyncpg.connect(plain_url(stack.database_url))
     await listener.add_listener(ROLLUPS_CHANGED, lambda *args: heard.append(args[3]))
-    engine = make_engine(stack.database_url, pool_size=1)
+    engine = make_engine(stack.database_url, pool_size=2)  # the batch's transaction and its quality read
     try:
         async with engine.connect() as conn:
             reference = Reference.of(await fetch_hierarchy(conn), load_catalog())
