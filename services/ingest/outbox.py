@@ -202,7 +202,7 @@ class Round:
     """One round of the relay: the rows above the watermark it may publish, as the relay sends them."""
 
     watermark: int  # every seq at or below it was published before this round
-    bound: int  # the highest seq no running writer can still add a row below
+    bound: int  # rows up to it are all visible now: no running writer can still add one
     limit: int
     seqs: list[int] = field(default_factory=list)
     messages: list[tuple[bytes, bytes]] = field(default_factory=list)  # (partition key, value) in seq order
