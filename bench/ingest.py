@@ -20,6 +20,7 @@ from bench.http import Pool
 from bench.report import Figure, percentile
 from bench.stack import BenchStack, CpuMeter, note, step
 from bench.workload import INGEST_MONTHS, EventFactory, Legacy
+from services.ingest.outbox import unpublished
 
 MARK = b"~ID~"
 
@@ -123,6 +124,7 @@ async def scenario(stack: BenchStack, sizes: Sizes, legacy: Legacy) -> tuple[lis
                *meter.per_event("1 ingest", "ingest", posted.accepted)]
     details = {"events": posted.accepted, "batches": posted.requests, "seconds": elapsed,
                "batch_latency_p50_ms": 1000 * (p50 or 0), "batch_latency_p99_ms": 1000 * (p99 or 0),
-               "unpublished_at_end": await stack.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"),
+               "unpublished_at_end": await stack.fetchval(
+                   f"SELECT count(*) FROM outbox WHERE {unpublished('$1')}", stack.topic),
                "cpu_cores": cpu}
     return figures, details

@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 
 from bench.report import Figure
+from services.ingest.outbox import unpublished
 from shared.auth import create_key
 from shared.db import create_database, make_engine, plain_url, transaction
 from shared.devstack import LocalBroker, LocalPostgres, free_port
@@ -318,7 +319,7 @@ class Progress:
             self.topic, self.group))
 
     async def unpublished(self) -> int:
-        return int(await self.conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        return int(await self.conn.fetchval(f"SELECT count(*) FROM outbox WHERE {unpublished('$1')}", self.topic))
 
     async def wait_published(self, within: float) -> int:
         """Until the relay has published the whole outbox; returns the offsets produced."""

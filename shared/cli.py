@@ -231,11 +231,14 @@ def cmd_quality_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     async def body(conn: Any) -> int:
-        result = await conn.execute(
-            text("UPDATE outbox SET published_at = NULL WHERE seq >= :seq AND published_at IS NOT NULL"),
-            {"seq": args.from_seq},
-        )
-        print(f"{result.rowcount:,} event(s) from seq {args.from_seq} queued for republication by the relay")
+        # The relay publishes what is above its watermark: move it back (after any round in progress).
+        watermarks = (await conn.execute(text("SELECT up_to FROM relay_watermarks FOR UPDATE"))).scalars().all()
+        published_up_to = max(watermarks, default=0)
+        await conn.execute(text("UPDATE relay_watermarks SET up_to = :seq - 1 WHERE up_to >= :seq"),
+                           {"seq": args.from_seq})
+        queued = (await conn.execute(text("SELECT count(*) FROM outbox WHERE seq >= :seq AND seq <= :up_to"),
+                                     {"seq": args.from_seq, "up_to": published_up_to})).scalar_one()
+        print(f"{queued:,} event(s) from seq {args.from_seq} queued for republication by the relay")
         return 0
 
     return _run(lambda: _with_db(body))

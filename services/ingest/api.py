@@ -98,7 +98,7 @@ async def submit_events(
 )
 async def get_event(state: AppState, principal: Caller, hierarchy: LoadedHierarchy, event_id: EventId) -> Response:
     async with state.engine.connect() as conn:
-        row = await event_status_row(conn, event_id)
+        row = await event_status_row(conn, event_id, state.settings.events_topic)
     if row is None or not can_read(principal, hierarchy, row.edition, row.unit):
         raise NotFound(f"no event {event_id} is visible to this API key")
     return _json(event_view(row, state.catalog, principal))

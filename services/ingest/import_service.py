@@ -16,7 +16,9 @@ it (`unchanged` when the outbox holds it already, a conflict when it holds other
 
 An atomic import (and a dry run) is one transaction: a dry run is rolled back at the end, so it says
 exactly what the import would do, rows repeated across chunks included. A non-atomic import commits
-chunk by chunk, and the relay publishes each chunk while the next is read.
+chunk by chunk, and the relay publishes each chunk while the next is read. An atomic import holds back
+the publication of every event accepted after its first chunk until it commits (services/ingest/outbox.py:
+the relay cannot pass a running writer's seqs), hence imports.MAX_ATOMIC_ROWS.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ async def _store(conn: AsyncConnection, chunk: Prepared, columns: dict[str, str]
         if result != "unchanged" or event.event_id is not None:
             submitted.append(event)
     outcome = await submit(conn, BatchValidation(submitted, []), atomic=False, key_id=job.ctx.principal.key_id,
-                           client_addr=job.client_addr)
+                           client_addr=job.client_addr, dry_run=job.dry_run)
     for event in outcome.duplicates:
         results[event.index] = "unchanged"
     for rejection in outcome.rejected:  # an event_id already stored with other content

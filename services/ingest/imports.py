@@ -56,6 +56,9 @@ log = logging.getLogger("d06.ingest.imports")
 router = APIRouter(prefix="/v1", tags=["imports"])
 
 MAX_ROWS = 1_000_000
+#: An atomic import is one transaction, and every event accepted after its first chunk waits for its
+#: COMMIT to be published (the relay never passes a running writer): this bounds that wait to a few seconds.
+MAX_ATOMIC_ROWS = 100_000
 _IMPORT_ID = re.compile(r"imp_[0-9a-f]{32}")
 #: Above either, the import runs in the background and the answer is 202 (docs/files.md).
 SYNC_ROWS = 5000
@@ -122,7 +125,8 @@ def _read(kind: str, upload: Upload) -> int:
         "row outside the key's scope, 422 otherwise), naming row and column as a spreadsheet numbers them. "
         f"A file of more than {SYNC_ROWS:,} rows or {SYNC_BYTES >> 20} MB is answered 202 with `Location: "
         "/v1/imports/{id}`; a smaller one with its summary (201). Uploading the same bytes again answers with "
-        f"the first import. At most {MAX_ROWS:,} rows and 100 MB (413). docs/files.md has the columns."
+        f"the first import. At most {MAX_ROWS:,} rows and 100 MB (413), {MAX_ATOMIC_ROWS:,} rows when atomic "
+        "(413). docs/files.md has the columns."
     ),
     response_model=None,
     responses={200: {"description": "A dry run, or the earlier import of the same file.", **_SUMMARY},
@@ -138,8 +142,8 @@ async def import_file(
     principal: Submitter,
     hierarchy: LoadedHierarchy,
     dhis2: Annotated[Literal["dhis2"] | None, Query(alias="format", description="`dhis2` for DHIS2 files.")] = None,
-    atomic: Annotated[bool | None, Query(description=f"Refuse the whole file if any row is bad (default: "
-                                                     f"up to {SYNC_ROWS:,} rows).")] = None,
+    atomic: Annotated[bool | None, Query(description=f"Refuse the whole file if any row is bad (default: up "
+                                                     f"to {SYNC_ROWS:,} rows; at most {MAX_ATOMIC_ROWS:,}).")] = None,
     dry_run: Annotated[bool, Query(alias="dryRun", description="Store nothing; say what would happen.")] = False,
 ) -> Response:
     upload = await spool(request.stream(), state.settings.max_import_bytes)
@@ -153,6 +157,10 @@ async def import_file(
             raise ValidationFailed(f"the file cannot be read: {exc.errors[0].message}", errors=errors) from None
         if rows > MAX_ROWS:
             raise PayloadTooLarge(f"the file has more than {MAX_ROWS:,} rows, the limit of one import; split it")
+        if atomic and not dry_run and rows > MAX_ATOMIC_ROWS:
+            raise PayloadTooLarge(f"the file has more than {MAX_ATOMIC_ROWS:,} rows, the limit of an atomic import "
+                                  "(other clients' events wait for it to commit); import it with atomic=false, "
+                                  "or split it")
         summary = Summary(rows=rows, results=[] if dry_run else None, dhis2=kind.startswith("dhis2"))
         job = Job(state.engine, Context(state.catalog, hierarchy, principal, today_in_vietnam()),
                   atomic=rows <= SYNC_ROWS if atomic is None else atomic, dry_run=dry_run,

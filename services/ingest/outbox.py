@@ -2,6 +2,28 @@
 
 Functions take an open `AsyncConnection` and never commit: the request handler or the relay batch
 decides the transaction. Hot paths are one set-based statement each (`json_to_recordset`, `= ANY`).
+
+Publication by watermark. The relay keeps, per topic, `relay_watermarks.up_to`: every seq at or below it
+is published. A round reads the rows above it by seq, produces them and advances it in one transaction;
+no outbox row is ever written again. Seqs are handed out at insert but transactions commit in any order,
+so a round must not pass a seq whose transaction is still running: it would be invisible now and below
+the watermark once committed, skipped for ever. Hence:
+
+1. A writer registers before its first insert (`register_writer`): in one statement it takes a seq `s0`
+   of its own and holds a shared advisory lock whose key is `s0` until its transaction ends. Its rows'
+   seqs are taken after that statement, so all are above `s0`.
+2. A round (`begin_round`) locks its topic's watermark row (`FOR UPDATE SKIP LOCKED`: one round at a time
+   across replicas; the others skip), then reads the sequence's last value `H`, then, in a later
+   statement, the lowest `s0` still locked `L`; the bound is `min(H, L - 1)`. Then, in a later statement
+   again (READ COMMITTED: a new snapshot), it reads the rows in (watermark, bound].
+3. Why nothing is skipped: a row with seq <= H got its seq before H was read, so its writer registered
+   before that and, when the locks were read, either still held its lock (then L <= s0 < seq: the row is
+   above the bound) or had ended, and PostgreSQL makes a commit visible before it releases the
+   transaction's locks, so the row is in the snapshot of step 2's last read (or it was rolled back).
+   A seq handed out but never stored (a rolled-back insert, an event_id conflict, a registration) is a
+   gap the watermark passes over. The sequence has `CACHE 1` (migration 0011) so that H means what it says.
+4. Nothing is counted twice: a round killed after producing and before COMMIT leaves the watermark where
+   it was and the same rows go again; the aggregator applies by seq, so repeats change nothing.
 """
 
 from __future__ import annotations
@@ -38,12 +60,40 @@ SELECT coalesce(array_agg(event_id), '{}') AS event_ids, coalesce(array_agg(seq)
 """)
 
 
+# Writers' registrations are advisory locks in the two-integer key space, which no other lock of d06 uses
+# (the aggregator's are bigint keys): the first integer is WRITER_SPACE plus the high half of s0, the
+# second its low half shifted into the integer range (pg_locks shows it back as an unsigned oid).
+WRITER_SPACE = 0x0D060000
+_LOW_SHIFT = 2**31
+
+# Once per transaction: the transaction-local setting says it has registered (the lock is held to its end).
+_REGISTER = text(f"""
+SELECT pg_advisory_xact_lock_shared(CAST({WRITER_SPACE} + (s0 >> 32) AS integer),
+                                    CAST((s0 & 4294967295) - {_LOW_SHIFT} AS integer)),
+       set_config('d06.outbox_writer', CAST(s0 AS text), true)
+FROM (SELECT nextval(pg_get_serial_sequence('outbox', 'seq')) AS s0 OFFSET 0) AS registration
+WHERE coalesce(current_setting('d06.outbox_writer', true), '') = ''
+""")
+
+
+async def register_writer(conn: AsyncConnection) -> None:
+    """Hold back publication above a seq of this transaction's own until it ends (the module's rule 1).
+    Every transaction that inserts into the outbox calls it before inserting; a second call does nothing."""
+    await conn.execute(_REGISTER)
+
+
 async def insert_events(
-    conn: AsyncConnection, events: Sequence[ValidEvent], *, key_id: str | None, client_addr: str | None
+    conn: AsyncConnection, events: Sequence[ValidEvent], *, key_id: str | None, client_addr: str | None,
+    dry_run: bool = False,
 ) -> dict[str, int]:
-    """Insert the events (in batch order) whose event_id is new; {event_id: seq} of those inserted."""
+    """Insert the events (in batch order) whose event_id is new; {event_id: seq} of those inserted.
+
+    `dry_run`: the caller will roll the transaction back, so its rows can never become visible and it
+    need not hold back publication (a dry run of a large file would otherwise hold it for minutes)."""
     if not events:
         return {}
+    if not dry_run:
+        await register_writer(conn)
     document = orjson.dumps([  # figures as their exact text
         (e.event_id, e.content_hash, e.edition, e.unit, e.province, e.indicator, e.period,
          None if e.num is None else str(e.num), None if e.den is None else str(e.den), e.comment)
@@ -102,50 +152,98 @@ async def latest_contents(
             for i, num, den, comment in zip(row.found, row.nums, row.dens, row.comments, strict=True)}
 
 
-async def event_status_row(conn: AsyncConnection, event_id: str) -> Row[Any] | None:
+def unpublished(topic_parameter: str, seq: str = "seq") -> str:
+    """The condition on an outbox row (its `seq` column) that it is not yet published to the topic the
+    parameter names (`:topic` for SQLAlchemy, `$1` for asyncpg)."""
+    return f"{seq} > coalesce((SELECT up_to FROM relay_watermarks WHERE topic = {topic_parameter}), 0)"
+
+
+async def event_status_row(conn: AsyncConnection, event_id: str, topic: str) -> Row[Any] | None:
     """One event with what its status derives from (CONTRACTS.md): dead letter, rollup, publication."""
     result = await conn.execute(
-        text("""
+        text(f"""
         SELECT o.seq, o.event_id, o.edition, o.unit, o.indicator, o.period, o.num, o.den, o.comment,
-               o.key_id, o.client_addr, o.accepted_at, o.published_at, d.reason AS dead_reason,
+               o.key_id, o.client_addr, o.accepted_at, d.reason AS dead_reason,
+               NOT ({unpublished(":topic", "o.seq")}) AS published,
                EXISTS (SELECT 1 FROM rollups r
                        WHERE (r.edition, r.unit, r.indicator, r.period) = (o.edition, o.unit, o.indicator, o.period)
                          AND r.rep_seq >= o.seq) AS applied
         FROM outbox o LEFT JOIN dead_letters d ON d.seq = o.seq
         WHERE o.event_id = :event_id
         """),
-        {"event_id": event_id},
+        {"event_id": event_id, "topic": topic},
     )
     return result.first()
 
 
 # The columns of shared.events.WIRE_FIELDS, in order; figures as PostgreSQL's text of the stored numeric.
-_CLAIM = """
+_ROWS = """
 SELECT seq, event_id, edition, unit, province, indicator, period, num::text, den::text, accepted_at
-FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+FROM outbox WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3
+"""
+
+_LOCK_WATERMARK = text("SELECT up_to FROM relay_watermarks WHERE topic = :topic FOR UPDATE SKIP LOCKED")
+# A topic's first round creates its row (and holds it: a row inserted is locked by its transaction).
+_CREATE_WATERMARK = text("""
+INSERT INTO relay_watermarks (topic, up_to) VALUES (:topic, 0) ON CONFLICT (topic) DO NOTHING RETURNING up_to
+""")
+_HANDED_OUT = "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'seq')), 0)"
+# The lowest seq a running writer registered (NULL: none), in this database only: a server may hold several.
+_LOWEST_WRITER = f"""
+SELECT min(((CAST(classid AS bigint) - {WRITER_SPACE}) << 32) | ((CAST(objid AS bigint) + {_LOW_SHIFT}) % 4294967296))
+FROM pg_locks
+WHERE locktype = 'advisory' AND objsubid = 2 AND CAST(classid AS bigint) >= {WRITER_SPACE}
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
 @dataclass(slots=True)
-class Claimed:
-    """Outbox rows locked for publication, as the relay sends them."""
+class Round:
+    """One round of the relay: the rows above the watermark it may publish, as the relay sends them."""
 
+    watermark: int  # every seq at or below it was published before this round
+    bound: int  # rows up to it are all visible now: no running writer can still add one
+    limit: int
     seqs: list[int] = field(default_factory=list)
     messages: list[tuple[bytes, bytes]] = field(default_factory=list)  # (partition key, value) in seq order
 
+    @property
+    def full(self) -> bool:
+        """The limit cut the round short: more rows wait below the bound."""
+        return len(self.seqs) >= self.limit
 
-async def claim_unpublished(conn: AsyncConnection, limit: int) -> Claimed:
-    """The oldest unpublished rows, locked for this transaction (rows another relay holds are skipped) and
-    encoded as AcceptedEvent.to_bytes would encode them: the relay reads thousands of rows a batch, and a
-    Row and an AcceptedEvent per row cost more than the rest of its work."""
-    claimed = Claimed()
+    @property
+    def up_to(self) -> int:
+        """The watermark once this round's rows are produced: past the gaps up to the bound, unless the
+        limit stopped the read before it."""
+        return self.seqs[-1] if self.full else self.bound
+
+
+async def begin_round(conn: AsyncConnection, topic: str, limit: int) -> Round | None:
+    """Lock the topic's watermark and read the rows a round may publish (the module's rule 2), encoded as
+    AcceptedEvent.to_bytes would encode them: the relay reads thousands of rows a round, and a Row and an
+    AcceptedEvent per row cost more than the rest of its work. None when another relay is in a round.
+    The transaction must be READ COMMITTED (the default): the rows must be read in a snapshot taken after
+    the running writers were looked at."""
+    watermark = (await conn.execute(_LOCK_WATERMARK, {"topic": topic})).scalar()
+    if watermark is None:
+        watermark = (await conn.execute(_CREATE_WATERMARK, {"topic": topic})).scalar()
+        if watermark is None:
+            return None
+    driver = await _driver(conn)
+    handed_out = int(await driver.fetchval(_HANDED_OUT))  # first: every seq up to it has been taken
+    lowest_writer = await driver.fetchval(_LOWEST_WRITER)  # then: who may still add rows at or below it
+    bound = handed_out if lowest_writer is None else min(handed_out, int(lowest_writer) - 1)
+    this = Round(watermark, max(bound, watermark), limit)
+    if this.bound == watermark:
+        return this
     stamps: dict[datetime, str] = {}  # the rows of one request share their accepted_at (its transaction's)
-    for row in await (await _driver(conn)).fetch(_CLAIM, limit):
+    for row in await driver.fetch(_ROWS, watermark, this.bound, limit):
         accepted_at = row[-1]
         stamp = stamps.get(accepted_at) or stamps.setdefault(accepted_at, accepted_at.isoformat())
-        claimed.seqs.append(row[0])
-        claimed.messages.append((partition_key(row[2], row[4]), encode((*row[:-1], stamp))))
-    return claimed
+        this.seqs.append(row[0])
+        this.messages.append((partition_key(row[2], row[4]), encode((*row[:-1], stamp))))
+    return this
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -158,10 +256,11 @@ async def _driver(conn: AsyncConnection) -> Any:
     return driver
 
 
-async def mark_published(conn: AsyncConnection, seqs: Sequence[int]) -> None:
+async def advance_watermark(conn: AsyncConnection, topic: str, up_to: int) -> None:
+    """Everything at or below `up_to` is published (in the round's transaction, which holds the row)."""
     await conn.execute(
-        text("UPDATE outbox SET published_at = now() WHERE seq = ANY(CAST(:seqs AS bigint[]))"),
-        {"seqs": list(seqs)},
+        text("UPDATE relay_watermarks SET up_to = :up_to, advanced_at = now() WHERE topic = :topic AND up_to < :up_to"),
+        {"topic": topic, "up_to": up_to},
     )
 
 
@@ -189,28 +288,28 @@ async def advance_relay_offsets(conn: AsyncConnection, topic: str, next_offsets:
     )
 
 
-async def backlog(conn: AsyncConnection) -> tuple[int, float]:
+async def backlog(conn: AsyncConnection, topic: str) -> tuple[int, float]:
     """(rows not yet published, age in seconds of the oldest of them; 0 when none)."""
-    row = (await conn.execute(text("""
+    row = (await conn.execute(text(f"""
         SELECT count(*) AS n, coalesce(EXTRACT(EPOCH FROM now() - min(accepted_at)), 0) AS age
-        FROM outbox WHERE published_at IS NULL
-    """))).one()
+        FROM outbox WHERE {unpublished(":topic")}
+    """), {"topic": topic})).one()
     return int(row.n), float(row.age)
 
 
 @dataclass(frozen=True, slots=True)
 class LogRecovery:
     epoch: int  # the topic's new epoch: consumers re-read the new log from its start
-    requeued: int  # outbox rows marked for republication
+    requeued: int  # outbox rows the watermark moved back over, to be published again
 
 
 async def recover_lost_log(conn: AsyncConnection, topic: str) -> LogRecovery:
     """After the broker lost `topic`'s log: new epoch, forget produced offsets, requeue what is not applied.
 
-    Run it in one transaction. An event is requeued unless the read model already holds it (or a
-    later event of the same key: `rep_seq >= seq`) or the aggregator dead-lettered it, so nothing
-    accepted is lost and applied events are not sent again. Republishing twice is harmless: the
-    aggregator applies by seq. Safe to run at any time (an operator's `d06 replay` can reuse it).
+    Run it in one transaction. The watermark moves back to just below the oldest published event that the
+    read model does not hold (neither it nor a later event of the same key: `rep_seq >= seq`) and that the
+    aggregator did not dead-letter, so nothing accepted is lost. Applied events above that one are sent
+    again too: harmless, the aggregator applies by seq. Safe to run at any time.
     """
     epoch = (await conn.execute(
         text("""
@@ -221,12 +320,26 @@ async def recover_lost_log(conn: AsyncConnection, topic: str) -> LogRecovery:
         {"topic": topic},
     )).scalar_one()
     await conn.execute(text("DELETE FROM relay_offsets WHERE topic = :topic"), {"topic": topic})
-    requeued = await conn.execute(text("""
-        UPDATE outbox o SET published_at = NULL
-        WHERE published_at IS NOT NULL
+    # Waits for a round in progress: the watermark it commits is the one moved back.
+    watermark = (await conn.execute(
+        text("SELECT up_to FROM relay_watermarks WHERE topic = :topic FOR UPDATE"), {"topic": topic}
+    )).scalar()
+    if watermark is None:
+        return LogRecovery(int(epoch), 0)
+    oldest = (await conn.execute(text("""
+        SELECT min(seq) FROM outbox o
+        WHERE seq <= :watermark
           AND NOT EXISTS (SELECT 1 FROM rollups r
                           WHERE (r.edition, r.unit, r.indicator, r.period) = (o.edition, o.unit, o.indicator, o.period)
                             AND r.rep_seq >= o.seq)
           AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = o.seq)
-    """))
-    return LogRecovery(int(epoch), int(requeued.rowcount))
+    """), {"watermark": watermark})).scalar()
+    if oldest is None:
+        return LogRecovery(int(epoch), 0)
+    requeued = (await conn.execute(
+        text("SELECT count(*) FROM outbox WHERE seq >= :oldest AND seq <= :watermark"),
+        {"oldest": oldest, "watermark": watermark},
+    )).scalar_one()
+    await conn.execute(text("UPDATE relay_watermarks SET up_to = :up_to WHERE topic = :topic"),
+                       {"topic": topic, "up_to": oldest - 1})
+    return LogRecovery(int(epoch), int(requeued))

@@ -1,16 +1,17 @@
 """The relay: publishes the outbox to Kafka in seq order, and notices when the broker lost the log.
 
-One loop per ingest process; several replicas may run, since rows are claimed with
-`FOR UPDATE SKIP LOCKED`. A row is marked published in the same transaction that claimed it, only after
-the broker acknowledged it, so a crash at any moment leaves it to be published again (the aggregator
-applies by seq, so a duplicate on the topic is harmless). Kafka being down only makes the loop back off:
-the events wait in the outbox.
+One loop per ingest process; several replicas may run, and one round at a time publishes (it holds the
+topic's watermark row; the others skip their turn). A round reads the rows above the watermark that no
+running writer can still precede (services/ingest/outbox.py has the rule and why it skips nothing), and
+advances the watermark in the transaction that read them, only after the broker acknowledged them, so a
+crash at any moment leaves them to be published again (the aggregator applies by seq, so a duplicate on
+the topic is harmless). Kafka being down only makes the loop back off: the events wait in the outbox.
 
 Broker loss (DESIGN §5): `relay_offsets` keeps, per partition, the offset after the last record the relay
 produced. The log is known lost when a produced record gets a lower offset than that, when the topic is
 gone or has fewer partitions than were produced to, or when a partition we produced to is empty. Then
 `outbox.recover_lost_log` bumps the topic epoch (the aggregator re-reads the new log from its start) and
-requeues every event not yet applied.
+moves the watermark back below the oldest event not yet applied.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class Relay:
             await self._pause(backoff.next(), wakeable=False)
 
     async def shutdown(self, task: asyncio.Task[None]) -> None:
-        """Finish the batch in hand (published and marked, or rolled back on timeout), then stop."""
+        """Finish the batch in hand (published and the watermark advanced, or rolled back on timeout), then
+        stop."""
         self._stopping = True
         self._stop.set()
         self.wake.set()
@@ -133,23 +135,24 @@ class Relay:
             topic = self.settings.events_topic
             self._stage = "database"
             async with transaction(self.engine) as conn:
-                produced_up_to = await outbox.relay_offsets(conn, topic)  # first: it begins the transaction
-                claimed = await outbox.claim_unpublished(conn, self.settings.relay_batch)
-                if not claimed.seqs:
-                    return False
-                self._stage = "broker"
-                placed = await bounded(self._produce(claimed.messages), self.produce_timeout)
-                # Offsets only grow in a log: one below what we had produced means a new, empty log.
-                for partition, (lowest, _) in placed.items():
-                    if lowest < produced_up_to.get(partition, 0):
-                        raise LogLost(f"partition {partition} took offset {lowest}, below the "
-                                      f"{produced_up_to[partition]} already produced")
-                self._stage = "database"
-                await outbox.advance_relay_offsets(conn, topic, {p: after for p, (_, after) in placed.items()})
-                await outbox.mark_published(conn, claimed.seqs)
-            self.metrics.published.inc(len(claimed.seqs))
+                batch = await outbox.begin_round(conn, topic, self.settings.relay_batch)
+                if batch is None or batch.up_to == batch.watermark:
+                    return False  # another replica's relay is in a round, or nothing new is committed
+                if batch.seqs:
+                    produced_up_to = await outbox.relay_offsets(conn, topic)
+                    self._stage = "broker"
+                    placed = await bounded(self._produce(batch.messages), self.produce_timeout)
+                    # Offsets only grow in a log: one below what we had produced means a new, empty log.
+                    for partition, (lowest, _) in placed.items():
+                        if lowest < produced_up_to.get(partition, 0):
+                            raise LogLost(f"partition {partition} took offset {lowest}, below the "
+                                          f"{produced_up_to[partition]} already produced")
+                    self._stage = "database"
+                    await outbox.advance_relay_offsets(conn, topic, {p: after for p, (_, after) in placed.items()})
+                await outbox.advance_watermark(conn, topic, batch.up_to)
+            self.metrics.published.inc(len(batch.seqs))
             self.metrics.relay_batch_seconds.observe(time.perf_counter() - started)
-            return len(claimed.seqs) >= self.settings.relay_batch
+            return batch.full
         finally:
             self._idle.set()
 
@@ -255,7 +258,7 @@ class Relay:
     async def _refresh_backlog(self) -> None:
         self._stage = "database"
         async with self.engine.connect() as conn:
-            count, age = await outbox.backlog(conn)
+            count, age = await outbox.backlog(conn, self.settings.events_topic)
         self.metrics.backlog.set(count)
         self.metrics.oldest_age.set(age)
         self._backlog_due = time.monotonic() + BACKLOG_EVERY_SECONDS

@@ -117,7 +117,6 @@ class EventStatus(BaseModel):
     denominator: float | None = None
     comment: str | None = None
     accepted_at: datetime
-    published_at: datetime | None
     submitted_by: SubmittedBy | None = Field(None, description="Only for the key that sent it, or an admin key.")
 
 

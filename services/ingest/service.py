@@ -71,11 +71,12 @@ async def submit(
     key_id: str | None,
     client_addr: str | None,
     new_event_id: Callable[[], str] | None = None,
+    dry_run: bool = False,
 ) -> Submission:
     """Store the valid events of a batch in the outbox (in the caller's transaction).
 
     Raises Refused when `atomic` and anything is refused; the caller's transaction then rolls back,
-    so nothing of the batch is stored.
+    so nothing of the batch is stored. `dry_run`: the caller rolls back in any case (outbox.insert_events).
     """
     total = len(validation.valid) + len(validation.rejected)
     if atomic and validation.rejected:
@@ -102,7 +103,7 @@ async def submit(
         raise Refused(_conflict_problem(out.rejected), out.rejected)
 
     unique = list(first.values())
-    seqs = await outbox.insert_events(conn, unique, key_id=key_id, client_addr=client_addr)
+    seqs = await outbox.insert_events(conn, unique, key_id=key_id, client_addr=client_addr, dry_run=dry_run)
     known = await outbox.stored_hashes(conn, [_eid(e) for e in unique if _eid(e) not in seqs])
     conflicting: set[str] = set()
     for event in unique:
@@ -177,7 +178,7 @@ def event_view(row: Row[Any], catalog: Catalog, principal: Principal) -> dict[st
         status = "rejected"
     elif row.applied:
         status = "applied"
-    elif row.published_at is not None:
+    elif row.published:
         status = "published"
     else:
         status = "accepted"
@@ -189,7 +190,6 @@ def event_view(row: Row[Any], catalog: Catalog, principal: Principal) -> dict[st
     if row.comment is not None:
         view["comment"] = row.comment
     view["accepted_at"] = row.accepted_at.isoformat()
-    view["published_at"] = None if row.published_at is None else row.published_at.isoformat()
     if principal.key_id is not None and (principal.key_id == row.key_id or principal.has(Role.ADMIN)):
         view["submitted_by"] = {"key_id": row.key_id, "client_addr": row.client_addr}
     return view

@@ -217,6 +217,24 @@ async def test_limits_of_size_and_rows_are_413_naming_them(stack: Stack, monkeyp
     assert len(await stored(stack)) == 1
 
 
+async def test_an_atomic_import_is_bounded_as_it_holds_back_publication(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events accepted during an atomic import are published only once it commits (services/ingest/outbox.py),
+    so atomic imports have a row limit of their own; a dry run stores nothing and holds nothing back."""
+    key = await stack.create_key()
+    monkeypatch.setattr(imports, "MAX_ATOMIC_ROWS", 2)
+    data = csv("unit,indicator,period,value", *[f"{unit},cccd_issued,2024-07,1" for unit in ("803", "804", "805")])
+    async with running(create_app(no_relay(stack))) as client:
+        refused = await upload(client, key, data, query="atomic=true")
+        assert refused.status_code == 413 and "limit of an atomic import" in refused.json()["detail"]
+        assert "atomic=false" in refused.json()["detail"]
+        assert (await upload(client, key, data, query="atomic=true&dryRun=true")).status_code == 200
+        assert len(await stored(stack)) == 0
+        assert (await upload(client, key, data, query="atomic=false")).status_code == 201
+    assert len(await stored(stack)) == 3
+
+
 async def test_a_large_file_is_imported_in_the_background(stack: Stack, hierarchy: Hierarchy) -> None:
     key = await stack.create_key()
     communes = sorted(u.code for u in hierarchy if u.edition == "legacy" and u.level == "commune")[:6001]
