@@ -109,8 +109,8 @@ async def scenario(stack: BenchStack, sizes: Sizes, legacy: Legacy) -> tuple[lis
     stack.wait_ready("aggregate")
     rate, plain_rate = produced / elapsed, plain / plain_seconds
     without = Figure("2 aggregate", f"events/s applied by one aggregator from a pre-filled topic ({plain:,} "
-                     "events), as deployed: without rules and outliers (AGGREGATE_QUALITY=false)", plain_rate, "events/s",
-                     target=(">=", 50_000), floor=(">=", 20_000))
+                     "events), as deployed: without rules and outliers (AGGREGATE_QUALITY=false)", plain_rate,
+                     "events/s", target=(">=", 50_000), floor=(">=", 20_000))
     figure = Figure("2 aggregate", f"the same with rules and outliers evaluated (AGGREGATE_QUALITY=true, "
                     f"{produced:,} events of the month after)", rate, "events/s")
     kept = Figure("2 aggregate", "throughput kept with rules and outliers (with / without)",
