@@ -49,7 +49,8 @@ class Surroundings:
 
 
 class QualityStep:
-    """Started once the batch holds its locks; `verdicts` after the batch is applied; `close` always."""
+    """Started once the batch holds its locks; `judge` once the batch's rows are applied in memory, then
+    `verdicts` once they are written; `close` always."""
 
     def __init__(self, engine: AsyncEngine, plan: QualityPlan, keys: Collection[Key],
                  events: Iterable[AcceptedEvent]) -> None:
@@ -62,6 +63,7 @@ class QualityStep:
         spans = {(e, u, p, p) for e, u, p in self._rules}
         spans |= {(e, u, min(t.changed), t.last_scored) for (e, u, _), t in self._series.items()}
         self._reading = asyncio.create_task(self._read(engine, plan.rule_reads(self._rules) - set(keys), spans))
+        self._judging: asyncio.Task[tuple[Verdicts, Surroundings]] | None = None
 
     async def _read(self, engine: AsyncEngine, keys: Collection[Key], spans: Collection[Span]) -> Surroundings:
         async with engine.connect() as conn:
@@ -71,8 +73,18 @@ class QualityStep:
             await conn.rollback()  # it only read
         return Surroundings(rows, histories, held)
 
-    async def verdicts(self, rows: dict[Key, Row], effect: BatchEffect) -> tuple[Verdicts, Surroundings]:
-        """Every target's verdict after the batch; `rows` hold the batch's keys as the batch left them."""
+    def judge(self, rows: dict[Key, Row], effect: BatchEffect) -> None:
+        """Start the checks, to run while the caller writes the rows; `rows` hold the batch's keys as the
+        batch left them, and must not change until `verdicts` returns."""
+        self._judging = asyncio.create_task(self._judge(rows, effect))
+
+    async def verdicts(self) -> tuple[Verdicts, Surroundings]:
+        """Every target's verdict after the batch, and what the checks read."""
+        if self._judging is None:
+            raise RuntimeError("verdicts before judge")
+        return await self._judging
+
+    async def _judge(self, rows: dict[Key, Row], effect: BatchEffect) -> tuple[Verdicts, Surroundings]:
         around = await self._reading
 
         def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
@@ -86,10 +98,15 @@ class QualityStep:
         return verdicts, around
 
     async def close(self) -> None:
-        if not self._reading.done():
-            self._reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reading  # an error of the read matters only to a batch that used it
+        """Stop what is still running (a batch that failed midway); an error of a task that is left matters
+        only to a batch that used it, and that batch has raised it already."""
+        for task in (self._reading, self._judging):
+            if task is None:
+                continue
+            if not task.done():
+                task.cancel()  # a check already in its worker thread finishes there, unread
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 async def write_flags(conn: AsyncConnection, verdicts: Verdicts, held: dict[FlagKey, flags_repo.Held]) -> None:

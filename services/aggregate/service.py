@@ -12,7 +12,6 @@ connection of its own, while the batch applies).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,8 +169,9 @@ async def _apply(conn: AsyncConnection, engine: AsyncEngine, reference: Referenc
         if step is None:
             result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
         else:
-            result.rows_written, (verdicts, around) = await asyncio.gather(
-                repo.upsert_rows(conn, rows, result.effect.changed), step.verdicts(rows, result.effect))
+            step.judge(rows, result.effect)  # the checks run while PostgreSQL writes the rows
+            result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
+            verdicts, around = await step.verdicts()
             await write_flags(conn, verdicts, around.held)
     finally:
         if step is not None:
