@@ -1,7 +1,7 @@
 """Rules and outliers for one batch (DESIGN §8), run beside the batch rather than after it.
 
 What the checks read besides the batch's own rows — the other values the rules name, each scored series'
-stored history, the flags open on the batch's units — is read as committed before the batch, on a second
+stored history, the flags open where a verdict may land — is read as committed before the batch, on a second
 connection, while the batch's transaction loads and applies its rows; the checks then run in a worker
 thread while PostgreSQL writes those rows; only the flags that change are written, in the batch's
 transaction. The two connections overlap, so PostgreSQL and the aggregator work at the same time instead of
@@ -45,7 +45,7 @@ class Surroundings:
 
     rows: dict[Key, Row]  # the other values the rules read (a key absent here has no row)
     histories: dict[Series, dict[str, Decimal]]  # laid over by the batch (quality.after_batch)
-    held: dict[FlagKey, flags_repo.Held]  # the flags open on the batch's units, with their values
+    held: dict[FlagKey, flags_repo.Held]  # the flags open where a verdict may land, with their values
 
 
 class QualityStep:

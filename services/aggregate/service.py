@@ -166,11 +166,10 @@ async def _apply(conn: AsyncConnection, engine: AsyncEngine, reference: Referenc
     try:
         rows = await repo.load_rows(conn, keys)
         result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
-        if step is None:
-            result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
-        else:
+        if step is not None:
             step.judge(rows, result.effect)  # the checks run while PostgreSQL writes the rows
-            result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
+        result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
+        if step is not None:
             verdicts, around = await step.verdicts()
             await write_flags(conn, verdicts, around.held)
     finally:
