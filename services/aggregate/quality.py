@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from services.aggregate import outliers
+from services.aggregate.outliers import Value
 from services.aggregate.rollup import Key, Row
 from shared.catalog import Catalog, Measure
 from shared.hierarchy import Hierarchy
@@ -28,7 +28,7 @@ from shared.rules import Amount, Rule
 
 Place = tuple[str, str, str]  # edition, unit, period: where rules are checked
 Series = tuple[str, str, str]  # edition, unit, indicator: what outliers are scored on
-History = Mapping[str, Decimal]  # a series' reported values by period
+History = Mapping[int, Value]  # a series' reported values by period ordinal (shared.periods.ordinal)
 
 
 @dataclass(slots=True)
@@ -110,6 +110,20 @@ class QualityPlan:
                 (ref.code, ref.previous) for rule in rules for ref in rule.distinct_refs))
         return found
 
+    def held_by_histories(self, keys: Iterable[Key], targets: Mapping[Series, OutlierTarget]) -> set[Key]:
+        """The keys among `keys` whose value the target series' histories hold: a unit with no children has no
+        computed value, so there its effective value is what was reported, which is what a history holds
+        (scored indicators are flows and stocks: no denominator). Rules read such values all the time — the
+        month before of a stock that never falls, the month after of a month just sent — and the outlier
+        check reads them anyway."""
+        held: set[Key] = set()
+        for key in keys:
+            target = targets.get(key[:3])
+            if (target is not None and target.first_read <= key[3] <= target.last_scored  # as the statement reads
+                    and not self._hierarchy.n_children(key[0], key[1])):
+                held.add(key)
+        return held
+
     def outlier_targets(self, reported: Iterable[Key]) -> dict[Series, OutlierTarget]:
         changed: dict[Series, set[str]] = defaultdict(set)
         for edition, unit, indicator, period in reported:
@@ -155,22 +169,17 @@ def check_outliers(
     """`histories`: each target series' reported values from its `first_read` to its `last_scored` period."""
     for series, target in targets.items():
         edition, unit, indicator = series
-        period_at: dict[int, str] = {}
-        reported: dict[int, Decimal] = {}
-        for period, value in histories.get(series, {}).items():
-            n = ordinal(period)
-            period_at[n] = period
-            reported[n] = value
+        reported = histories.get(series, {})
         scored = outliers.scored_values(reported, stocks[indicator])
-        changed = {period: ordinal(period) for period in target.changed}
-        for period, n in changed.items():
+        changed = {ordinal(period): period for period in target.changed}
+        for n, period in changed.items():
             if n not in reported:  # retracted: whatever was open there resolves
                 verdicts.clear.append((edition, unit, "outlier", indicator, period))
-        first, last = min(changed.values()), ordinal(target.last_scored)
-        for n, period in period_at.items():
+        first, last = min(changed), ordinal(target.last_scored)
+        for n in reported:
             if not first <= n <= last:
                 continue
-            key: FlagKey = (edition, unit, "outlier", indicator, period)
+            key: FlagKey = (edition, unit, "outlier", indicator, changed.get(n) or shift(changed[first], n - first))
             found = outliers.flag_at(scored, n)
             if found is None:
                 verdicts.clear.append(key)
@@ -180,9 +189,9 @@ def check_outliers(
 
 
 def after_batch(
-    histories: dict[Series, dict[str, Decimal]], targets: Mapping[Series, OutlierTarget], rows: Mapping[Key, Row],
+    histories: dict[Series, dict[int, Value]], targets: Mapping[Series, OutlierTarget], rows: Mapping[Key, Row],
     changed: Iterable[Key],
-) -> dict[Series, dict[str, Decimal]]:
+) -> dict[Series, dict[int, Value]]:
     """The target series' histories as read before the batch, with the reported values the batch changed laid
     over them in place (they were read for this batch alone: copying 40,000 of them a month cost more)."""
     for key in changed:
@@ -195,9 +204,9 @@ def after_batch(
         reported = rows[key].reported
         history = histories.setdefault(key[:3], {})
         if reported is None:
-            history.pop(period, None)
+            history.pop(ordinal(period), None)
         else:
-            history[period] = reported.num
+            history[ordinal(period)] = outliers.whole(reported.num)
     return histories
 
 

@@ -11,8 +11,10 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.aggregate.outliers import Value
 from services.aggregate.quality import OutlierTarget, Series
 from shared.db import json_document
+from shared.periods import ordinal
 
 # The reported values of whole stretches of series, one statement and one row a series (a row a value
 # cost more to decode than the scoring itself): period codes of one type sort as they follow each other,
@@ -34,7 +36,7 @@ WHERE h.pairs IS NOT NULL
 
 
 async def load_histories(conn: AsyncConnection, targets: Mapping[Series, OutlierTarget]
-                         ) -> dict[Series, dict[str, Decimal]]:
+                         ) -> dict[Series, dict[int, Value]]:
     """Each target series' stored reported values (flows and stocks: the numerator), from the first period
     its moved flags read to the last it may move."""
     if not targets:
@@ -42,11 +44,19 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     document = json_document([{"e": e, "u": u, "i": i, "lo": t.first_read, "hi": t.last_scored}
                               for (e, u, i), t in targets.items()])
     result = await conn.execute(_HISTORIES, {"spans": document})
-    histories: dict[Series, dict[str, Decimal]] = {}
+    histories: dict[Series, dict[int, Value]] = {}
     for edition, unit, indicator, pairs in result:
         words = pairs.split(" ")
-        histories[(edition, unit, indicator)] = {words[n]: Decimal(words[n + 1]) for n in range(0, len(words), 2)}
+        histories[(edition, unit, indicator)] = dict(zip(map(ordinal, words[::2]), _values(words[1::2]), strict=True))
     return histories
+
+
+def _values(texts: list[str]) -> list[int] | list[Decimal]:
+    """Whole numbers as ints (scored without Decimal arithmetic, outliers.py), a series with a fraction as Decimals."""
+    try:
+        return list(map(int, texts))
+    except ValueError:
+        return list(map(Decimal, texts))
 
 
 # Through the partial index of open flags: the count reads the open rows only, however many have resolved.

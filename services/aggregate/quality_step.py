@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.aggregate import quality_repository as quality_repo
 from services.aggregate import repository as repo
+from services.aggregate.outliers import Value
 from services.aggregate.quality import (
     QualityPlan,
     Series,
@@ -36,6 +37,7 @@ from services.aggregate.quality import (
 from services.aggregate.rollup import BatchEffect, Key, Row
 from shared import quality_flags as flags_repo
 from shared.events import AcceptedEvent
+from shared.periods import ordinal
 from shared.quality_flags import FlagKey, Span
 
 
@@ -44,7 +46,7 @@ class Surroundings:
     """What the checks read besides the batch's rows, as committed before the batch."""
 
     rows: dict[Key, Row]  # the other values the rules read (a key absent here has no row)
-    histories: dict[Series, dict[str, Decimal]]  # laid over by the batch (quality.after_batch)
+    histories: dict[Series, dict[int, Value]]  # laid over by the batch (quality.after_batch)
     held: dict[FlagKey, flags_repo.Held]  # the flags open where a verdict may land, with their values
 
 
@@ -62,7 +64,9 @@ class QualityStep:
         # Only the flags a verdict may be about: a unit's flags of other periods are never written here.
         spans = {(e, u, p, p) for e, u, p in self._rules}
         spans |= {(e, u, min(t.changed), t.last_scored) for (e, u, _), t in self._series.items()}
-        self._reading = asyncio.create_task(self._read(engine, plan.rule_reads(self._rules) - set(keys), spans))
+        reads = plan.rule_reads(self._rules) - set(keys)
+        self._in_histories = plan.held_by_histories(reads, self._series)
+        self._reading = asyncio.create_task(self._read(engine, reads - self._in_histories, spans))
         self._judging: asyncio.Task[tuple[Verdicts, Surroundings]] | None = None
 
     async def _read(self, engine: AsyncEngine, keys: Collection[Key], spans: Collection[Span]) -> Surroundings:
@@ -87,12 +91,18 @@ class QualityStep:
     async def _judge(self, rows: dict[Key, Row], effect: BatchEffect) -> tuple[Verdicts, Surroundings]:
         around = await self._reading
 
+        histories = after_batch(around.histories, self._series, rows, effect.changed)
+        in_histories = self._in_histories
+
         def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
             row = rows.get(key) or around.rows.get(key)
-            pair = None if row is None else row.effective
+            if row is None:
+                # Not the batch's (its keys are never in `in_histories`), so the history holds it as it was.
+                value = histories.get(key[:3], {}).get(ordinal(key[3])) if key in in_histories else None
+                return None if value is None else (Decimal(value), None)
+            pair = row.effective
             return None if pair is None else (pair.num, pair.den)
 
-        histories = after_batch(around.histories, self._series, rows, effect.changed)
         # A worker thread, so that the event loop goes on sending the batch's rows meanwhile.
         verdicts = await asyncio.to_thread(evaluate, self._plan, self._rules, effective, self._series, histories)
         return verdicts, around

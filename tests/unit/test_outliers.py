@@ -6,8 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.aggregate.outliers import flag_at, scored_values
+from services.aggregate.outliers import flag_at, score, scored_values
 from shared.catalog import load_catalog
 from shared.periods import ordinal, shift
 from shared.quality_oracle import ExpectedFlag, outlier_flags
@@ -83,3 +85,19 @@ def test_a_stock_month_without_the_month_before_has_no_increase(gap_at: int) -> 
     levels[-1 - gap_at] = None
     found, oracle = _both(levels, "cccd_issued")
     assert found == oracle
+
+
+@given(st.lists(st.integers(0, 12), min_size=6, max_size=12), st.integers(-40, 60), st.integers(1, 10**12))
+def test_whole_values_are_judged_exactly_as_decimals_are(history: list[int], x: int, scale: int) -> None:
+    # Small values make ties, constant histories and values on the 3.5 limit common; the scale keeps them
+    # there for counts of any size. Whole values take the integer path, Decimals the exact one.
+    history, x = [h * scale for h in history], x * scale
+    assert score(x, history) == score(Decimal(x), [Decimal(h) for h in history])
+
+
+def test_a_score_of_exactly_three_and_a_half_is_in_line_in_both_arithmetics() -> None:
+    history = [-2000, -1000, -675, -674, -10, -1, 1, 10, 674, 675, 1000, 2000]  # median 0, MAD 674.5
+    for values in (history, [Decimal(h) for h in history]):
+        assert score(3500, values) is None  # z = 0.6745 · 3500 / 674.5 = 3.5
+        found = score(3501, values)
+        assert found is not None and found.score == Decimal("3.5010")

@@ -17,6 +17,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.aggregate.outliers import Value, whole
 from services.aggregate.quality import (
     OutlierTarget,
     QualityPlan,
@@ -28,7 +29,7 @@ from services.aggregate.rollup import Key, Row, ancestor_keys, apply_batch, mate
 from shared.catalog import load_catalog
 from shared.events import AcceptedEvent
 from shared.hierarchy import NATION, Hierarchy, Unit
-from shared.periods import shift
+from shared.periods import ordinal, shift
 from shared.quality_flags import Flag, FlagKey
 from shared.quality_oracle import ExpectedFlag, expected_flags
 
@@ -106,9 +107,9 @@ class Store:
         pair = None if row is None else row.effective
         return None if pair is None else (pair.num, pair.den)
 
-    def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, dict[str, Decimal]]:
+    def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, dict[int, Value]]:
         """What the aggregator's one statement reads: each series' reported values over its stretch."""
-        return {series: {k[3]: r.reported.num for k, r in self.rows.items()
+        return {series: {ordinal(k[3]): whole(r.reported.num) for k, r in self.rows.items()
                          if k[:3] == series and r.reported is not None and t.first_read <= k[3] <= t.last_scored}
                 for series, t in targets.items()}
 
