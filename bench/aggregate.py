@@ -18,6 +18,8 @@ for the scenarios after it. The workload's figures keep the catalogue's rules, a
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from typing import Any
 
 from bench.config import Sizes
@@ -80,9 +82,11 @@ async def _round(stack: BenchStack, sizes: Sizes, legacy: Legacy, period: str, q
         progress = Progress(conn, stack.topic, stack.group)
         before = await progress.applied()
         produced = await progress.wait_published(within=120)
-        # Each round starts from a vacuumed, analysed table, so that an autovacuum or autoanalyze the round
-        # before made due (the second round's inserts cross autoanalyze's threshold) is not charged to one.
+        # Each round starts from a vacuumed, analysed table just after a checkpoint, so that neither is charged
+        # with what the one before made due: an autoanalyze (the second round's inserts cross its threshold),
+        # or a checkpoint, after which every page's first change writes the whole page to the WAL.
         await conn.execute("VACUUM (ANALYZE) rollups")
+        await conn.execute("CHECKPOINT")
         note(f"{accepted:,} accepted, {produced - before:,} new on the topic; starting the aggregator")
         stack.env_overrides["AGGREGATE_QUALITY"] = "true" if quality else "false"
         stack.start("aggregate")
@@ -97,7 +101,25 @@ async def _round(stack: BenchStack, sizes: Sizes, legacy: Legacy, period: str, q
     applied, elapsed = produced - before, done - started
     note(f"{applied:,} events applied in {elapsed:.2f} s after the partitions were assigned: "
          f"{applied / elapsed:,.0f} events/s")
+    note(_batches(stack, elapsed))
     return applied, elapsed, meter, cpu
+
+
+def _batches(stack: BenchStack, elapsed: float) -> str:
+    """How the round's time split: the aggregator's batch transactions, from its own metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['aggregate']}/metrics", timeout=10) as response:
+        text = response.read().decode()
+
+    def metric(name: str) -> float:
+        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    count = metric("d06_aggregate_batch_size_count")
+    if not count:
+        return "no batch recorded"
+    seconds = metric("d06_aggregate_batch_duration_seconds_sum")
+    return (f"{count:.0f} batches of {metric('d06_aggregate_batch_size_sum') / count:,.0f} messages on average, "
+            f"{1000 * seconds / count:.0f} ms each from BEGIN to COMMIT: {100 * seconds / elapsed:.0f} % of the round")
 
 
 async def scenario(stack: BenchStack, sizes: Sizes, legacy: Legacy) -> tuple[list[Figure], dict[str, Any]]:

@@ -7,7 +7,8 @@
 flagged when |z| > 3.5, given at least 6 earlier values in the window. A stock is scored on its increase
 over the previous month (the level of a count "to date" always climbs; its steps are what a typing error
 breaks). Flags are a function of the reported values alone, so a correction re-scores every later value
-whose window holds it: `REACH` says how far. Periods are counted by `shared.periods.ordinal`.
+whose window holds it: `REACH` says how far. Periods are counted by `shared.periods.ordinal`, and a series
+is held as a `Stretch`, a list over consecutive periods, so that a window is a slice.
 
 Counts are whole numbers, and a month of reports scores tens of thousands of them, nearly all in line: whole
 values are scored in integer arithmetic (`_in_line_whole`), which decides exactly what the Decimal
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
+from itertools import pairwise
 from typing import TypeGuard
 
 Value = int | Decimal  # a reported value: an int when whole (most counts), else its exact Decimal
@@ -35,6 +37,37 @@ _CONTEXT = Context(prec=40)
 _MAD_NUM, _MAD_DEN = MAD_FACTOR.as_integer_ratio()
 _LIMIT_NUM, _LIMIT_DEN = LIMIT.as_integer_ratio()
 _WHOLE_LEFT, _WHOLE_RIGHT = 2 * _MAD_NUM * _LIMIT_DEN, _LIMIT_NUM * _MAD_DEN
+
+
+@dataclass(slots=True)
+class Stretch:
+    """A series' values over consecutive periods: `values[k]` is that of period ordinal `first + k`, None
+    where there is none."""
+
+    first: int
+    values: list[Value | None]
+
+    @classmethod
+    def of(cls, by_ordinal: Mapping[int, Value]) -> Stretch:
+        if not by_ordinal:
+            return cls(0, [])
+        first = min(by_ordinal)
+        return cls(first, [by_ordinal.get(n) for n in range(first, max(by_ordinal) + 1)])
+
+    def get(self, n: int) -> Value | None:
+        k = n - self.first
+        return self.values[k] if 0 <= k < len(self.values) else None
+
+    def set(self, n: int, value: Value | None) -> None:
+        if not self.values:
+            self.first = n
+        k = n - self.first
+        if k < 0:
+            self.values[:0] = [None] * -k
+            self.first, k = n, 0
+        elif k >= len(self.values):
+            self.values.extend([None] * (k + 1 - len(self.values)))
+        self.values[k] = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +102,16 @@ def score(x: Value, history: list[Value]) -> Outlier | None:
     """The outlier `x` is against `history`, or None (in line, or too little history to say)."""
     if len(history) < MIN_HISTORY:
         return None
-    if isinstance(x, int) and _all_whole(history) and _in_line_whole(x, history):
+    if type(x) is int and _all_whole(history) and _in_line_whole(x, history):
         return None
     return _score_exact(Decimal(x), [Decimal(h) for h in history])
 
 
 def _all_whole(values: list[Value]) -> TypeGuard[list[int]]:
-    return all(type(v) is int for v in values)
+    return _INT.issuperset(map(type, values))
+
+
+_INT = frozenset([int])
 
 
 def _in_line_whole(x: int, history: list[int]) -> bool:
@@ -112,16 +148,20 @@ def _score_exact(x: Decimal, history: list[Decimal]) -> Outlier | None:
         return Outlier(x, median, z.quantize(SCORE_PLACES))
 
 
-def scored_values(reported: Mapping[int, Value], stock: bool) -> dict[int, Value]:
-    """What is scored at each period (by ordinal): the reported value, or for a stock its increase over the
-    period before (both needed)."""
+def scored_values(reported: Stretch, stock: bool) -> Stretch:
+    """What is scored at each period: the reported value, or for a stock its increase over the period before
+    (both needed)."""
     if not stock:
-        return dict(reported)
-    return {n: value - before for n, value in reported.items() if (before := reported.get(n - 1)) is not None}
+        return reported
+    values = reported.values
+    return Stretch(reported.first + 1, [None if before is None or value is None else value - before
+                                        for before, value in pairwise(values)])
 
 
-def flag_at(scored: Mapping[int, Value], n: int) -> Outlier | None:
-    x = scored.get(n)
+def flag_at(scored: Stretch, n: int) -> Outlier | None:
+    k = n - scored.first
+    values = scored.values
+    x = values[k] if 0 <= k < len(values) else None
     if x is None:
         return None
-    return score(x, [h for k in range(n - WINDOW, n) if (h := scored.get(k)) is not None])
+    return score(x, [h for h in values[max(k - WINDOW, 0):k] if h is not None])

@@ -14,11 +14,11 @@ changed indicators is worked out once; a series' history comes as one row, count
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.aggregate import outliers
-from services.aggregate.outliers import Value
+from services.aggregate.outliers import Stretch
 from services.aggregate.rollup import Key, Row
 from shared.catalog import Catalog, Measure
 from shared.hierarchy import Hierarchy
@@ -28,7 +28,7 @@ from shared.rules import Amount, Rule
 
 Place = tuple[str, str, str]  # edition, unit, period: where rules are checked
 Series = tuple[str, str, str]  # edition, unit, indicator: what outliers are scored on
-History = Mapping[int, Value]  # a series' reported values by period ordinal (shared.periods.ordinal)
+History = Stretch  # a series' reported values by period ordinal (shared.periods.ordinal)
 
 
 @dataclass(slots=True)
@@ -160,6 +160,9 @@ def check_rules(
                 verdicts.clear.append(key)
 
 
+_NOTHING = Stretch(0, [])
+
+
 def check_outliers(
     targets: Mapping[Series, OutlierTarget],
     stocks: Mapping[str, bool],
@@ -169,16 +172,18 @@ def check_outliers(
     """`histories`: each target series' reported values from its `first_read` to its `last_scored` period."""
     for series, target in targets.items():
         edition, unit, indicator = series
-        reported = histories.get(series, {})
+        reported = histories.get(series) or _NOTHING
         scored = outliers.scored_values(reported, stocks[indicator])
         changed = {ordinal(period): period for period in target.changed}
         for n, period in changed.items():
-            if n not in reported:  # retracted: whatever was open there resolves
+            if reported.get(n) is None:  # retracted: whatever was open there resolves
                 verdicts.clear.append((edition, unit, "outlier", indicator, period))
-        first, last = min(changed), ordinal(target.last_scored)
-        for n in reported:
-            if not first <= n <= last:
+        # Each reported period from the first changed to the last a change may move.
+        start, values, first = reported.first, reported.values, min(changed)
+        for k in range(max(first - start, 0), min(ordinal(target.last_scored) - start + 1, len(values))):
+            if values[k] is None:
                 continue
+            n = start + k
             key: FlagKey = (edition, unit, "outlier", indicator, changed.get(n) or shift(changed[first], n - first))
             found = outliers.flag_at(scored, n)
             if found is None:
@@ -189,24 +194,23 @@ def check_outliers(
 
 
 def after_batch(
-    histories: dict[Series, dict[int, Value]], targets: Mapping[Series, OutlierTarget], rows: Mapping[Key, Row],
-    changed: Iterable[Key],
-) -> dict[Series, dict[int, Value]]:
+    histories: dict[Series, Stretch], targets: Mapping[Series, OutlierTarget], rows: Mapping[Key, Row],
+    changed: Container[Key],
+) -> dict[Series, Stretch]:
     """The target series' histories as read before the batch, with the reported values the batch changed laid
-    over them in place (they were read for this batch alone: copying 40,000 of them a month cost more)."""
-    for key in changed:
-        target = targets.get(key[:3])
-        if target is None:
-            continue
-        period = key[3]
-        if not target.first_read <= period <= target.last_scored:  # a text range, as the statement reads it
-            continue
-        reported = rows[key].reported
-        history = histories.setdefault(key[:3], {})
-        if reported is None:
-            history.pop(ordinal(period), None)
-        else:
-            history[ordinal(period)] = outliers.whole(reported.num)
+    over them in place (they were read for this batch alone: copying 40,000 of them a month cost more). Only
+    an event changes a reported value, and each target lists its events' periods: those are all there is to
+    look at, rather than every row the batch changed up the tree."""
+    for series, target in targets.items():
+        for period in target.changed:
+            key = (*series, period)
+            if key not in changed:  # an event that lost to a newer one
+                continue
+            reported = rows[key].reported
+            history = histories.get(series)
+            if history is None:
+                history = histories[series] = Stretch(0, [])
+            history.set(ordinal(period), None if reported is None else outliers.whole(reported.num))
     return histories
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.aggregate import quality_repository as quality_repo
 from services.aggregate import repository as repo
-from services.aggregate.outliers import Value
+from services.aggregate.outliers import Stretch
 from services.aggregate.quality import (
     QualityPlan,
     Series,
@@ -46,7 +46,7 @@ class Surroundings:
     """What the checks read besides the batch's rows, as committed before the batch."""
 
     rows: dict[Key, Row]  # the other values the rules read (a key absent here has no row)
-    histories: dict[Series, dict[int, Value]]  # laid over by the batch (quality.after_batch)
+    histories: dict[Series, Stretch]  # laid over by the batch (quality.after_batch)
     held: dict[FlagKey, flags_repo.Held]  # the flags open where a verdict may land, with their values
 
 
@@ -98,7 +98,8 @@ class QualityStep:
             row = rows.get(key) or around.rows.get(key)
             if row is None:
                 # Not the batch's (its keys are never in `in_histories`), so the history holds it as it was.
-                value = histories.get(key[:3], {}).get(ordinal(key[3])) if key in in_histories else None
+                history = histories.get(key[:3]) if key in in_histories else None
+                value = None if history is None else history.get(ordinal(key[3]))
                 return None if value is None else (Decimal(value), None)
             pair = row.effective
             return None if pair is None else (pair.num, pair.den)

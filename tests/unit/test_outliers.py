@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.aggregate.outliers import flag_at, score, scored_values
+from services.aggregate.outliers import Stretch, flag_at, score, scored_values
 from shared.catalog import load_catalog
 from shared.periods import ordinal, shift
 from shared.quality_oracle import ExpectedFlag, outlier_flags
@@ -28,7 +28,7 @@ def _both(values: list[int | None], indicator: str = "dossiers_received") -> tup
     """The flag at LAST as the aggregator scores it and as the oracle does."""
     series = _series(values)
     stock = indicator != "dossiers_received"
-    found = flag_at(scored_values({ordinal(p): v for p, v in series.items()}, stock), ordinal(LAST))
+    found = flag_at(scored_values(Stretch.of({ordinal(p): v for p, v in series.items()}), stock), ordinal(LAST))
     incremental = None if found is None else ExpectedFlag(found.value, found.median, found.score,
                                                           found.constant_history)
     oracle = outlier_flags({("legacy", "27991", indicator, p): (v, None) for p, v in series.items()}, CATALOG)
@@ -101,3 +101,16 @@ def test_a_score_of_exactly_three_and_a_half_is_in_line_in_both_arithmetics() ->
         assert score(3500, values) is None  # z = 0.6745 · 3500 / 674.5 = 3.5
         found = score(3501, values)
         assert found is not None and found.score == Decimal("3.5010")
+
+
+def test_a_stretch_grows_either_way() -> None:
+    stretch = Stretch.of({10: 1, 12: 3})
+    assert stretch.values == [1, None, 3]
+    stretch.set(8, 5)  # before its start
+    stretch.set(15, 7)  # past its end
+    stretch.set(12, None)  # retracted
+    assert (stretch.first, stretch.values) == (8, [5, None, 1, None, None, None, None, 7])
+    assert [stretch.get(n) for n in (7, 8, 12, 15, 16)] == [None, 5, None, 7, None]
+    empty = Stretch(0, [])
+    empty.set(40, 2)
+    assert (empty.first, empty.values) == (40, [2])

@@ -17,7 +17,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.aggregate.outliers import Value, whole
+from services.aggregate.outliers import Stretch, whole
 from services.aggregate.quality import (
     OutlierTarget,
     QualityPlan,
@@ -107,10 +107,11 @@ class Store:
         pair = None if row is None else row.effective
         return None if pair is None else (pair.num, pair.den)
 
-    def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, dict[int, Value]]:
+    def _histories(self, targets: dict[Series, OutlierTarget]) -> dict[Series, Stretch]:
         """What the aggregator's one statement reads: each series' reported values over its stretch."""
-        return {series: {ordinal(k[3]): whole(r.reported.num) for k, r in self.rows.items()
-                         if k[:3] == series and r.reported is not None and t.first_read <= k[3] <= t.last_scored}
+        return {series: Stretch.of({ordinal(k[3]): whole(r.reported.num) for k, r in self.rows.items()
+                                     if k[:3] == series and r.reported is not None
+                                     and t.first_read <= k[3] <= t.last_scored})
                 for series, t in targets.items()}
 
     def reported(self) -> dict[Key, tuple[Decimal, Decimal | None]]:
