@@ -221,9 +221,11 @@ def cmd_quality_rebuild(args: argparse.Namespace) -> int:
                                             progress=progress)
         counts = [rebuilt.count(change) for change in ("open", "update", "resolve")]
         if args.dry_run:
-            print("dry run, nothing written: {:,} flag(s) to open, {:,} to update, {:,} to resolve".format(*counts))
+            print("dry run, nothing written: {:,} flag(s) to open, {:,} to update, {:,} to resolve, "
+                  "{:,} to give their rule's new importance".format(*counts, rebuilt.reranked))
         else:
-            print("quality flags rebuilt: {:,} opened, {:,} updated, {:,} resolved".format(*counts))
+            print("quality flags rebuilt: {:,} opened, {:,} updated, {:,} resolved, {:,} given their rule's "
+                  "new importance".format(*counts, rebuilt.reranked))
         return 0
 
     return _run(body)

@@ -9,7 +9,7 @@ again; one that stops holding is resolved, its time kept, never deleted.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -71,6 +71,27 @@ FROM json_to_recordset(CAST(:keys AS json)) AS t(e text, u text, k text, c text,
 WHERE f.edition = t.e AND f.unit = t.u AND f.kind = t.k AND f.code = t.c AND f.period = t.p
   AND f.status = 'open'
 """)
+
+
+# A rule's importance is the catalogue's, for every flag it ever raised (a listing filters resolved ones by it too).
+# It says how urgent a review is, not what was reviewed: an acknowledgement stands.
+_RULES = "json_to_recordset(CAST(:rules AS json)) AS t(c text, im text)"
+_STALE = """f.kind = 'rule' AND f.code = t.c AND f.importance <> t.im
+  AND f.edition = :edition AND f.unit = ANY(CAST(:units AS text[]))"""
+
+
+async def rerank(conn: AsyncConnection, importance: Mapping[str, str], edition: str, units: Collection[str], *,
+                 write: bool) -> int:
+    """Give the rule flags of these units the importance their rule now has (`importance`: rule code ->
+    importance); how many had another (`write` False: only count them)."""
+    params = {"rules": json_document([{"c": c, "im": im} for c, im in importance.items()]),
+              "edition": edition, "units": list(units)}
+    if not write:
+        return int(await conn.scalar(text(f"SELECT count(*) FROM quality_flags f, {_RULES} WHERE {_STALE}"), params)
+                   or 0)
+    result = await conn.execute(text(
+        f"UPDATE quality_flags f SET importance = t.im, updated_at = now() FROM {_RULES} WHERE {_STALE}"), params)
+    return int(result.rowcount)
 
 
 async def open_on(conn: AsyncConnection, spans: Collection[Span]) -> dict[FlagKey, Held]:

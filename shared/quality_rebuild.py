@@ -7,6 +7,8 @@ those of another catalogue. This recomputes them with verify's oracle (shared.qu
 third evaluator) and writes verify's differences with the aggregator's own statements (shared.quality_flags),
 so a flag means the same whoever wrote it: one whose values did not change is not touched and keeps its
 acknowledgement; one whose values changed, or a resolved one that breaks again, is open for review again.
+A rule whose `importance` changed passes it on to every flag it raised, open or resolved, acknowledgements
+kept (`rerank`: how urgent a review is says nothing about what was reviewed).
 
 One transaction per province tree, holding that province's writer lock (shared.db.province_lock) from before
 it reads the values and flags it goes by to its commit, as an aggregator batch does: a batch of the province
@@ -25,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.catalog import Catalog
 from shared.db import lock_advisory, province_lock, transaction
 from shared.hierarchy import Hierarchy
-from shared.quality_flags import OUTLIER_IMPORTANCE, Flag, FlagKey, open_flags, resolve_flags
+from shared.quality_flags import OUTLIER_IMPORTANCE, Flag, FlagKey, open_flags, rerank, resolve_flags
 from shared.quality_oracle import ExpectedFlag, expected_flags
 from shared.quality_verify import FlagDifference, differences, read_open_flags, read_reported
 from shared.rules import Rule
@@ -39,6 +41,7 @@ class Rebuilt:
 
     changes: list[FlagDifference]
     provinces: int = 0
+    reranked: int = 0  # rule flags given their rule's new importance
 
     def count(self, change: str) -> int:
         return sum(1 for d in self.changes if d.change == change)
@@ -64,14 +67,15 @@ def _as_flag(key: FlagKey, expected: ExpectedFlag, rules: Mapping[str, Rule]) ->
 
 
 async def rebuild_province(engine: AsyncEngine, province: Province, units: list[str], hierarchy: Hierarchy,
-                           catalog: Catalog, *, write: bool) -> list[FlagDifference]:
+                           catalog: Catalog, *, write: bool) -> tuple[list[FlagDifference], int]:
     """Set the flags of one province's `units` right, in one transaction holding the province's writer lock
     (`write` False: the same, but only say what differs; the lock is taken all the same, so what is said is
     exactly what a write would start from).
 
     The oracle's evaluation (seconds for the largest provinces) runs before the lock, on the values as they
     stand; under the lock the values are read again and evaluated again only if a batch changed them
-    meanwhile. A batch of the province thus waits for two reads and the writes, not for the evaluation."""
+    meanwhile. A batch of the province thus waits for two reads and the writes, not for the evaluation.
+    Returns the differences and how many rule flags had another importance than their rule's."""
     tree = (province[0], units)
     async with engine.connect() as conn:
         seen = await read_reported(conn, tree)
@@ -83,11 +87,13 @@ async def rebuild_province(engine: AsyncEngine, province: Province, units: list[
         if facts != seen:
             expected = expected_flags(facts, hierarchy, catalog)
         found = differences(await read_open_flags(conn, tree), expected)
+        rules = {rule.code: rule for rule in catalog.rules}
         if write:
-            rules = {rule.code: rule for rule in catalog.rules}
             await open_flags(conn, [_as_flag(d.key, d.expected, rules) for d in found if d.expected is not None])
             await resolve_flags(conn, [d.key for d in found if d.expected is None])
-    return found
+        reranked = await rerank(conn, {code: rule.spec.importance.value for code, rule in rules.items()},
+                                province[0], units, write=write)
+    return found, reranked
 
 
 async def rebuild_quality(engine: AsyncEngine, hierarchy: Hierarchy, catalog: Catalog, *, write: bool,
@@ -96,7 +102,9 @@ async def rebuild_quality(engine: AsyncEngine, hierarchy: Hierarchy, catalog: Ca
     todo = trees(hierarchy)
     rebuilt = Rebuilt([])
     for province, units in todo.items():
-        rebuilt.changes += await rebuild_province(engine, province, units, hierarchy, catalog, write=write)
+        changes, reranked = await rebuild_province(engine, province, units, hierarchy, catalog, write=write)
+        rebuilt.changes += changes
+        rebuilt.reranked += reranked
         rebuilt.provinces += 1
         if progress is not None:
             progress(rebuilt, len(todo))

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.aggregate.repository import lock_writers
 from shared.catalog import CATALOG_PATH, Catalog, load_catalog, parse_catalog
 from shared.db import make_engine, transaction
+from shared.dbroles import AGGREGATE_ROLE, act_as
 from shared.hierarchy import Hierarchy
 from shared.periods import shift
 from shared.quality_rebuild import rebuild_quality
@@ -95,8 +96,8 @@ async def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @asynccontextmanager
-async def engine_of(stack: Stack) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(stack.database_url, pool_size=2, app="d06-rebuild-test")
+async def engine_of(stack: Stack, role: str = "") -> AsyncIterator[AsyncEngine]:
+    engine = act_as(make_engine(stack.database_url, pool_size=2, app="d06-rebuild-test"), role)
     try:
         yield engine
     finally:
@@ -146,7 +147,7 @@ async def test_rebuild_sets_right_what_the_aggregator_left_and_a_second_run_chan
     rebuilt = await cli(stack, "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     lines = rebuilt.stdout.splitlines()
-    assert lines[-1] == "quality flags rebuilt: 5 opened, 1 updated, 1 resolved"
+    assert lines[-1] == "quality flags rebuilt: 5 opened, 1 updated, 1 resolved, 0 given their rule's new importance"
     assert "resolve legacy/27994 rule cccd_issued_never_falls 2023-06: stored=open left=1 right=2 recomputed=none" \
         in lines
     assert ("update legacy/27997 rule essential_services_within_list 2024-01: stored=open left=27 right=25 "
@@ -165,7 +166,8 @@ async def test_rebuild_sets_right_what_the_aggregator_left_and_a_second_run_chan
     before = await table(stack)
     again = await cli(stack, "rebuild")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.splitlines() == ["quality flags rebuilt: 0 opened, 0 updated, 0 resolved"]
+    assert again.stdout.splitlines() == [
+        "quality flags rebuilt: 0 opened, 0 updated, 0 resolved, 0 given their rule's new importance"]
     assert await table(stack) == before  # not a row touched: updated_at and acknowledgements as they were
 
 
@@ -180,7 +182,8 @@ async def test_dry_run_prints_the_changes_and_writes_nothing(stack: Stack, hiera
     lines = dry.stdout.splitlines()
     assert len(lines) == 3  # the first two changes, then the summary
     assert all(line.split(" ")[0] in ("open", "update", "resolve") for line in lines[:2])
-    assert lines[-1] == "dry run, nothing written: 5 flag(s) to open, 1 to update, 1 to resolve"
+    assert lines[-1] == ("dry run, nothing written: 5 flag(s) to open, 1 to update, 1 to resolve, "
+                         "0 to give their rule's new importance")
     assert await table(stack) == before
     assert len(await differences(stack, hierarchy, load_catalog())) == 7
 
@@ -234,6 +237,33 @@ async def test_rebuild_follows_a_changed_catalogue(stack: Stack, hierarchy: Hier
     assert [r["acknowledged_by"] for r in kept] == ["reviewer"]  # its values did not change
     resolved = await stack.fetch("SELECT status, resolved_at FROM quality_flags WHERE code = $1", VNEID)
     assert len(resolved) == 3 and all(r["status"] == "resolved" and r["resolved_at"] for r in resolved)
+
+
+async def test_a_rule_whose_importance_changed_passes_it_on_and_acknowledgements_stand(
+        stack: Stack, hierarchy: Hierarchy) -> None:
+    await report(stack, FACTS)
+    async with engine_of(stack) as engine:
+        await rebuild_quality(engine, hierarchy, load_catalog(), write=True)
+    await stack.execute("UPDATE quality_flags SET acknowledged_by = 'reviewer', acknowledged_at = now() "
+                        "WHERE code = $1 AND unit = '27991'", VNEID)
+    await stack.execute("UPDATE quality_flags SET status = 'resolved', resolved_at = now() "
+                        "WHERE code = $1 AND unit = '80'", VNEID)
+    changed = catalog_with({VNEID: {"importance": "low"}})
+    # As the aggregator's own database role, as an operator runs it: what a batch may write is all it writes.
+    async with engine_of(stack, AGGREGATE_ROLE) as engine:
+        dry = await rebuild_quality(engine, hierarchy, changed, write=False)
+        assert (dry.count("open"), dry.reranked) == (1, 3)  # 80's, resolved behind the aggregator's back
+        assert {r["importance"] for r in await stack.fetch(
+            "SELECT importance FROM quality_flags WHERE code = $1", VNEID)} == {"high"}
+        rebuilt = await rebuild_quality(engine, hierarchy, changed, write=True)
+        assert (rebuilt.count("open"), rebuilt.reranked) == (1, 2)  # re-opened with the new importance already
+        again = await rebuild_quality(engine, hierarchy, changed, write=True)
+        assert (again.changes, again.reranked) == ([], 0)
+    rows = await stack.fetch("SELECT unit, importance, status, acknowledged_by FROM quality_flags WHERE code = $1",
+                             VNEID)
+    assert sorted(tuple(r) for r in rows) == [("27991", "low", "open", "reviewer"), ("80", "low", "open", None),
+                                              ("803", "low", "open", None)]
+    assert await differences(stack, hierarchy, changed) == []
 
 
 async def test_rebuild_waits_for_the_province_lock_an_aggregator_batch_holds(
