@@ -10,10 +10,12 @@ the rollups (`consumer_offsets`, polled every 10 ms) reach the end of the topic.
 Before both rounds the twelve months before them are filled through the same door (rules and outliers
 off, not measured) and vacuumed, as autovacuum will have done to months written long ago: every outlier
 window is then as long as a year of reports makes it, and a series' history is what evaluation reads most.
-The first round, the month before MONTH, runs with AGGREGATE_QUALITY=false (the default); the second, MONTH,
-with them, so its `previous()` rules read a month that exists; then the aggregator restarts as deployed
-for the scenarios after it. The workload's figures keep the catalogue's rules, as most real reports do
-(bench/workload.py), so the flags written are few and the cost measured is the checking.
+The first round, the month before MONTH, runs with AGGREGATE_QUALITY=false; the second, MONTH, with them
+(the default), so its `previous()` rules read a month that exists; then the aggregator restarts as deployed
+for the scenarios after it. Each round starts from a vacuumed, analysed table just after a checkpoint, and
+prints its batches as the aggregator's metrics count them. The workload's figures keep the catalogue's rules,
+as most real reports do (bench/workload.py), so the flags written are few and the cost measured is the
+checking.
 """
 
 from __future__ import annotations
@@ -134,10 +136,11 @@ async def scenario(stack: BenchStack, sizes: Sizes, legacy: Legacy) -> tuple[lis
     stack.wait_ready("aggregate")
     rate, plain_rate = produced / elapsed, plain / plain_seconds
     without = Figure("2 aggregate", f"events/s applied by one aggregator from a pre-filled topic ({plain:,} "
-                     "events), as deployed: without rules and outliers (AGGREGATE_QUALITY=false)", plain_rate,
+                     "events) without rules and outliers (AGGREGATE_QUALITY=false)", plain_rate,
                      "events/s", target=(">=", 50_000), floor=(">=", 20_000))
-    figure = Figure("2 aggregate", f"the same with rules and outliers evaluated (AGGREGATE_QUALITY=true, "
-                    f"{produced:,} events of the month after)", rate, "events/s")
+    # DESIGN §6: what later sections add keeps the floors, so the aggregator as deployed is held to it too.
+    figure = Figure("2 aggregate", f"the same with rules and outliers evaluated, as deployed (AGGREGATE_QUALITY=true, "
+                    f"{produced:,} events of the month after)", rate, "events/s", floor=(">=", 20_000))
     kept = Figure("2 aggregate", "throughput kept with rules and outliers (with / without)",
                   100 * rate / plain_rate, "%", floor=(">=", 80))
     details = {"events": produced, "seconds": elapsed, "cpu_cores": cpu,

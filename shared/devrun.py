@@ -196,8 +196,7 @@ def run(reset: bool = False) -> int:
             broker.start()
             bootstrap = broker.bootstrap
 
-        # Rules and outliers on (off by default in a deployment, for freshness): the demo is for reviewers too.
-        env = {"AGGREGATE_QUALITY": "true", **os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP": bootstrap,
+        env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP": bootstrap,
                "QUERY_PORTAL_SYNTHETIC": str(SYNTHETIC).lower()}
         for service in SERVICES:
             step(f"{service.name}: starting on {service.url}")

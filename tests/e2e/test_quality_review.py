@@ -34,7 +34,6 @@ ACCOUNTS, CARDS = 6_000, 5_000
 
 @pytest.fixture
 def services(stack: Stack) -> Iterator[ServiceProcesses]:
-    stack.extra_env["AGGREGATE_QUALITY"] = "true"  # off by default (docs/quality.md, "Cost")
     with start_services(stack) as procs:
         yield procs
 
