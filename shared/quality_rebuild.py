@@ -8,7 +8,8 @@ third evaluator) and writes verify's differences with the aggregator's own state
 so a flag means the same whoever wrote it: one whose values did not change is not touched and keeps its
 acknowledgement; one whose values changed, or a resolved one that breaks again, is open for review again.
 A rule whose `importance` changed passes it on to every flag it raised, open or resolved, acknowledgements
-kept (`rerank`: how urgent a review is says nothing about what was reviewed).
+kept (`rerank`: how urgent a review is says nothing about what was reviewed). It also records which
+indicators the province's rows hold (shared/indicator_presence.py), for rows an aggregator wrote without.
 
 One transaction per province tree, holding that province's writer lock (shared.db.province_lock) from before
 it reads the values and flags it goes by to its commit, as an aggregator batch does: a batch of the province
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import indicator_presence as presence
 from shared.catalog import Catalog
 from shared.db import lock_advisory, province_lock, transaction
 from shared.hierarchy import Hierarchy
@@ -91,6 +93,7 @@ async def rebuild_province(engine: AsyncEngine, province: Province, units: list[
         if write:
             await open_flags(conn, [_as_flag(d.key, d.expected, rules) for d in found if d.expected is not None])
             await resolve_flags(conn, [d.key for d in found if d.expected is None])
+            await presence.rederive(conn, *province)  # what batches check against from now on
         reranked = await rerank(conn, {code: rule.spec.importance.value for code, rule in rules.items()},
                                 province[0], units, write=write)
     return found, reranked

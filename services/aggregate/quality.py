@@ -124,6 +124,20 @@ class QualityPlan:
                 held.add(key)
         return held
 
+    def province_of(self, edition: str, unit: str) -> str | None:
+        found = self._hierarchy.get(edition, unit)
+        return None if found is None else found.province_code
+
+    def may_exist(self, keys: Iterable[Key], present: Container[tuple[str, str, str]]) -> list[Key]:
+        """The keys whose indicator their unit's province tree holds any row of (shared.indicator_presence);
+        a key outside every province is kept."""
+        kept: list[Key] = []
+        for key in keys:
+            province = self.province_of(key[0], key[1])
+            if province is None or (key[0], province, key[2]) in present:
+                kept.append(key)
+        return kept
+
     def outlier_targets(self, reported: Iterable[Key]) -> dict[Series, OutlierTarget]:
         changed: dict[Series, set[str]] = defaultdict(set)
         for edition, unit, indicator, period in reported:

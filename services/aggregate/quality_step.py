@@ -35,6 +35,7 @@ from services.aggregate.quality import (
     evaluate,
 )
 from services.aggregate.rollup import BatchEffect, Key, Row
+from shared import indicator_presence as presence
 from shared import quality_flags as flags_repo
 from shared.events import AcceptedEvent
 from shared.periods import ordinal
@@ -71,7 +72,10 @@ class QualityStep:
 
     async def _read(self, engine: AsyncEngine, keys: Collection[Key], spans: Collection[Span]) -> Surroundings:
         async with engine.connect() as conn:
-            rows = await repo.load_rows(conn, keys)
+            # An indicator a province has never had a row of is not asked for (most checks of rules naming one
+            # end there): shared/indicator_presence.py.
+            provinces = {p for e, u, _, _ in keys if (p := self._plan.province_of(e, u)) is not None}
+            rows = await repo.load_rows(conn, self._plan.may_exist(keys, await presence.present(conn, provinces)))
             histories = await quality_repo.load_histories(conn, self._series)
             held = await flags_repo.open_on(conn, spans)
             await conn.rollback()  # it only read

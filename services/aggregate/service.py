@@ -5,7 +5,7 @@ or not it carries a seq: the table is the record, and dead_letter_relay.py copie
 
 This is the unit of work of DESIGN §1: a crash anywhere before COMMIT leaves no trace, a crash after it
 leaves offsets that say exactly what was applied, so a redelivery never counts twice. The arithmetic is
-rollup.py's, in memory; the database sees at most seven statements whatever the batch size, and two more
+rollup.py's, in memory; the database sees at most eight statements whatever the batch size, and two more
 where rules and outliers are evaluated and a flag changes (quality_step.py reads what they need on a
 connection of its own, while the batch applies).
 """
@@ -24,6 +24,7 @@ from services.aggregate.dead_letters import DeadLetter, Message
 from services.aggregate.quality import QualityPlan
 from services.aggregate.quality_step import QualityStep, write_flags
 from services.aggregate.rollup import BatchEffect, Key, ancestor_units, apply_batch, materialized_parent
+from shared import indicator_presence as presence
 from shared.catalog import Catalog
 from shared.db import transaction
 from shared.events import AcceptedEvent, announce
@@ -169,6 +170,8 @@ async def _apply(conn: AsyncConnection, engine: AsyncEngine, reference: Referenc
         if step is not None:
             step.judge(rows, result.effect)  # the checks run while PostgreSQL writes the rows
         result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
+        # Whether or not rules are evaluated now: they may be later, and must then find every row.
+        await presence.record(conn, {(ev.edition, ev.province, ev.indicator) for ev in events})
         if step is not None:
             verdicts, around = await step.verdicts()
             await write_flags(conn, verdicts, around.held)

@@ -144,3 +144,27 @@ async def test_without_quality_the_aggregator_writes_no_flags(stack: Stack, hier
         await caught_up(stack, group, ends)
     assert await open_flags(stack) == {}
     await no_differences(stack, hierarchy)
+
+
+async def test_a_rule_reads_what_an_earlier_batch_wrote_even_one_applied_without_quality(
+        stack: Stack, hierarchy: Hierarchy) -> None:
+    # The accounts arrive while rules are off; the cards, later, with rules on: the rule at the commune, its
+    # district and its province reads the accounts from the read model. That is only asked for where the
+    # province is known to hold the indicator (shared/indicator_presence.py), which the first batch recorded.
+    before = await stack.fetch("SELECT indicator FROM indicator_presence WHERE province = '80'")
+    assert before == []
+    accounts = [event(1, "27991", 5000, period=JAN, indicator="vneid_l2_activated")]
+    cards = [event(2, "27991", 1100, period=JAN)]
+    await record_in_outbox(stack, accounts + cards)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    async with aggregating(stack, group, quality=False):
+        await caught_up(stack, group, await produce(stack, accounts))
+    assert {r["indicator"] for r in await stack.fetch(
+        "SELECT indicator FROM indicator_presence WHERE edition = 'legacy' AND province = '80'")} \
+        == {"vneid_l2_activated"}
+    async with aggregating(stack, group, quality=True):
+        await caught_up(stack, group, await produce(stack, cards))
+    assert await open_flags(stack) == {
+        ("legacy", unit, "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None)
+        for unit in ("27991", "803", "80")}
+    await quality_verified(stack, hierarchy)

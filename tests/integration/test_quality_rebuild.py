@@ -290,3 +290,16 @@ async def test_rebuild_waits_for_the_province_lock_an_aggregator_batch_holds(
     assert await open_flags(stack) == {k: v for k, v in EXPECTED.items() if k[2] != VNEID}
     assert rebuilt.count("open") == 3
     assert await differences(stack, hierarchy, load_catalog()) == []
+
+
+async def test_rebuild_records_which_indicators_each_provinces_rows_hold(stack: Stack, hierarchy: Hierarchy) -> None:
+    await report(stack, FACTS)  # behind the aggregators' back, as one of the release before 0012 writes them
+    assert await stack.fetch("SELECT * FROM indicator_presence") == []
+    async with engine_of(stack) as engine:
+        await rebuild_quality(engine, hierarchy, load_catalog(), write=False)
+        assert await stack.fetch("SELECT * FROM indicator_presence") == []  # a dry run writes nothing
+        await rebuild_quality(engine, hierarchy, load_catalog(), write=True)
+    rows = await stack.fetch("SELECT edition, province, indicator FROM indicator_presence")
+    assert sorted(tuple(r) for r in rows) == [
+        ("legacy", "80", "cccd_issued"), ("legacy", "80", "essential_services_online"),
+        ("legacy", "80", "vneid_l2_activated")]

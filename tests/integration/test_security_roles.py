@@ -128,6 +128,8 @@ def _granted() -> list[str]:
     imports = import_module("shared.migrations.versions.2026_12_02_0006_imports")
     quality = import_module("shared.migrations.versions.2026_12_02_0007_quality_flags")
     watermark = import_module("shared.migrations.versions.2026_12_03_0011_relay_watermark")
+    presence = import_module("shared.migrations.versions.2026_12_03_0012_indicator_presence")
     return [privileges for tables in migration.GRANTS.values() for privileges in tables.values()] + [
-        privileges for later in (crosswalk, imports, quality, watermark) for privileges in later.GRANTS.values()
+        privileges for later in (crosswalk, imports, quality, watermark, presence)
+        for privileges in later.GRANTS.values()
     ]
