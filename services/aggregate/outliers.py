@@ -48,7 +48,7 @@ class Stretch:
     values: list[Value | None]
 
     @classmethod
-    def of(cls, by_ordinal: Mapping[int, Value]) -> Stretch:
+    def of(cls, by_ordinal: Mapping[int, Value | None]) -> Stretch:
         if not by_ordinal:
             return cls(0, [])
         first = min(by_ordinal)

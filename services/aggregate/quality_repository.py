@@ -50,11 +50,9 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     for edition, unit, indicator, first, last, vals, periods in result:
         values = _values(vals.split(" "))
         lo, hi = ordinal(first), ordinal(last)
-        stretch = histories[(edition, unit, indicator)] = Stretch(lo, values)
-        if hi - lo + 1 != len(values):  # a gap: each value to its own period
-            stretch.values = [None] * (hi - lo + 1)
-            for n, value in zip(map(ordinal, periods.split(" ")), values, strict=True):
-                stretch.values[n - lo] = value
+        histories[(edition, unit, indicator)] = (
+            Stretch(lo, values) if hi - lo + 1 == len(values)  # no gap: the values are the stretch
+            else Stretch.of(dict(zip(map(ordinal, periods.split(" ")), values, strict=True))))
     return histories
 
 

@@ -20,7 +20,7 @@ import uuid
 from shared.catalog import load_catalog
 from shared.db import make_engine
 from shared.hierarchy import Hierarchy
-from shared.periods import shift
+from shared.periods import ordinal, shift
 from shared.quality_flags import FlagKey
 from shared.quality_verify import verify_quality
 from tests.fixtures.aggregator import (
@@ -168,3 +168,30 @@ async def test_a_rule_reads_what_an_earlier_batch_wrote_even_one_applied_without
         ("legacy", unit, "rule", "vneid_l2_activated_within_cccd", JAN): (5000, 1100, None, False, None)
         for unit in ("27991", "803", "80")}
     await quality_verified(stack, hierarchy)
+
+
+async def test_histories_are_read_to_their_periods_whole_as_ints_and_a_fraction_exactly(stack: Stack) -> None:
+    from decimal import Decimal
+
+    from services.aggregate.quality import OutlierTarget
+    from services.aggregate.quality_repository import load_histories
+
+    stored = {("27991", "2023-01"): 10, ("27991", "2023-02"): 12, ("27991", "2023-04"): 7,  # March missing
+              ("27994", "2023-01"): Decimal("12.5"), ("27994", "2023-02"): 3}
+    for (unit, period), value in stored.items():
+        await stack.execute("""INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_seq)
+                               VALUES ('legacy', $1, 'dossiers_received', $2, $3, 1)""", unit, period, value)
+    target = OutlierTarget(frozenset({"2023-04"}), "2022-12", "2024-04")
+    engine = make_engine(stack.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            read = await load_histories(conn, {("legacy", unit, "dossiers_received"): target
+                                               for unit in ("27991", "27994", "27997")})
+    finally:
+        await engine.dispose()
+    first = ordinal("2023-01")
+    gap, fraction = read[("legacy", "27991", "dossiers_received")], read[("legacy", "27994", "dossiers_received")]
+    assert (gap.first, gap.values) == (first, [10, 12, None, 7])
+    assert all(type(v) is int for v in gap.values if v is not None)
+    assert (fraction.first, fraction.values) == (first, [Decimal("12.5"), Decimal(3)])
+    assert ("legacy", "27997", "dossiers_received") not in read  # nothing stored
