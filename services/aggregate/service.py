@@ -12,6 +12,8 @@ connection of its own, while the batch applies).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,9 +165,14 @@ async def apply_messages(
 async def _apply(conn: AsyncConnection, engine: AsyncEngine, reference: Reference, events: list[AcceptedEvent],
                  result: BatchResult) -> None:
     keys = keys_to_load(events, reference)
-    step = None if reference.quality is None else QualityStep(engine, reference.quality, keys, events)
+    # The rows are asked for before the quality step plans, so that PostgreSQL looks them up meanwhile.
+    loading = asyncio.ensure_future(repo.load_rows(conn, keys))
+    step: QualityStep | None = None
     try:
-        rows = await repo.load_rows(conn, keys)
+        if reference.quality is not None:
+            await asyncio.sleep(0)  # the load is sent
+            step = QualityStep(engine, reference.quality, keys, events)
+        rows = await loading
         result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
         if step is not None:
             step.judge(rows, result.effect)  # the checks run while PostgreSQL writes the rows
@@ -176,6 +183,10 @@ async def _apply(conn: AsyncConnection, engine: AsyncEngine, reference: Referenc
             verdicts, around = await step.verdicts()
             await write_flags(conn, verdicts, around.held)
     finally:
+        if not loading.done():  # the step failed to plan: the transaction rolls back
+            loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await loading
         if step is not None:
             await step.close()
     await announce(conn, {f"{ev.edition}/{ev.province}" for ev in result.effect.applied})
