@@ -41,11 +41,17 @@ class Verdicts:
 
 @dataclass(frozen=True, slots=True)
 class OutlierTarget:
-    """A series the batch reported into: the periods it changed, and the stretch of history to read."""
+    """A series the batch reported into: the periods it changed, the stretch of history to read, and the last
+    period whose flag may move.
+
+    Every series reads as far as the longest reach, a stock's (a flow reads a period more on each side than
+    its flags need): series whose changes span the same periods then read the same stretch, which one index
+    scan reads for all of them (quality_repository.load_histories)."""
 
     changed: frozenset[str]
-    first_read: str  # the oldest period a moved flag's window reads
-    last_scored: str  # the newest period whose flag a change may move
+    first_read: str
+    last_read: str
+    last_scored: str
 
 
 class QualityPlan:
@@ -119,7 +125,7 @@ class QualityPlan:
         held: set[Key] = set()
         for key in keys:
             target = targets.get(key[:3])
-            if (target is not None and target.first_read <= key[3] <= target.last_scored  # as the statement reads
+            if (target is not None and target.first_read <= key[3] <= target.last_read  # as the statement reads
                     and not self._hierarchy.n_children(key[0], key[1])):
                 held.add(key)
         return held
@@ -144,11 +150,12 @@ class QualityPlan:
             if indicator in self.scored:
                 changed[(edition, unit, indicator)].add(period)
         targets: dict[Series, OutlierTarget] = {}
+        longest = outliers.reach(stock=True)
         for series, periods in changed.items():
-            reach = outliers.reach(self.scored[series[2]])
             ordered = sorted(periods, key=ordinal) if len(periods) > 1 else list(periods)
-            targets[series] = OutlierTarget(frozenset(periods), shift(ordered[0], -reach),
-                                            shift(ordered[-1], reach))
+            targets[series] = OutlierTarget(frozenset(periods), shift(ordered[0], -longest),
+                                            shift(ordered[-1], longest),
+                                            shift(ordered[-1], outliers.reach(self.scored[series[2]])))
         return targets
 
 
@@ -183,7 +190,7 @@ def check_outliers(
     histories: Mapping[Series, History],
     verdicts: Verdicts,
 ) -> None:
-    """`histories`: each target series' reported values from its `first_read` to its `last_scored` period."""
+    """`histories`: each target series' reported values from its `first_read` to its `last_read` period."""
     for series, target in targets.items():
         edition, unit, indicator = series
         reported = histories.get(series) or _NOTHING

@@ -16,43 +16,59 @@ from services.aggregate.quality import OutlierTarget, Series
 from shared.db import json_document
 from shared.periods import ordinal
 
-# The reported values of whole stretches of series, one statement and one row a series (a row a value
-# cost more to decode than the scoring itself): period codes of one type sort as they follow each other,
-# so a stretch is a text range. A lateral aggregate per series, rather than one GROUP BY, spares sorting
-# every row of the batch's histories together (the index hands each stretch over in period order, so the
-# ordered aggregates sort nothing). The values come as one text, in period order, with the first and last
-# period: a stretch with no gap (nearly all) is then placed without reading its periods one by one.
+# The reported values of whole stretches of series. Period codes of one type sort as they follow each other,
+# so a stretch is a text range, and the series that read the same stretch (a month of reports: all of them)
+# form a group read by one index scan over its units and indicators, rather than a descent into the index
+# per series; the scan hands each series over in period order, so the ordered aggregates sort nothing. A
+# group comes back as one text, a line a series (unit, indicator, its values and its periods, in period
+# order): decoding a row a series cost more than scoring it. A stretch with no gap (nearly all) is placed
+# from its first and last period alone. A group is every unit by every indicator it names, so a line of a
+# series that is not the group's own target is dropped.
 _HISTORIES = text("""
-SELECT s.e, s.u, s.i, h.first, h.last, h.vals, h.periods
-FROM json_to_recordset(CAST(:spans AS json)) AS s(e text, u text, i text, lo text, hi text)
+SELECT g.e, g.lo, g.hi, h.lines
+FROM json_to_recordset(CAST(:groups AS json)) AS g(e text, lo text, hi text, units text[], indicators text[])
 CROSS JOIN LATERAL (
-    SELECT min(r.period) AS first, max(r.period) AS last,
-           string_agg(r.rep_num::text, ' ' ORDER BY r.period) AS vals,
-           string_agg(r.period, ' ' ORDER BY r.period) AS periods
-    FROM rollups r
-    WHERE r.edition = s.e AND r.unit = s.u AND r.indicator = s.i AND r.period BETWEEN s.lo AND s.hi
-      AND r.rep_num IS NOT NULL
+    SELECT string_agg(concat_ws(E'\\t', s.unit, s.indicator, s.vals, s.periods), E'\\n') AS lines
+    FROM (
+        SELECT r.unit, r.indicator, string_agg(r.rep_num::text, ' ' ORDER BY r.period) AS vals,
+               string_agg(r.period, ' ' ORDER BY r.period) AS periods
+        FROM rollups r
+        WHERE r.edition = g.e AND r.unit = ANY(g.units) AND r.indicator = ANY(g.indicators)
+          AND r.period BETWEEN g.lo AND g.hi AND r.rep_num IS NOT NULL
+        GROUP BY r.unit, r.indicator
+    ) s
 ) h
-WHERE h.vals IS NOT NULL
+WHERE h.lines IS NOT NULL
 """)
 
 
 async def load_histories(conn: AsyncConnection, targets: Mapping[Series, OutlierTarget]
                          ) -> dict[Series, Stretch]:
     """Each target series' stored reported values (flows and stocks: the numerator) by period ordinal, from
-    the first period its moved flags read to the last it may move."""
+    its `first_read` to its `last_read` period."""
     if not targets:
         return {}
-    document = json_document([{"e": e, "u": u, "i": i, "lo": t.first_read, "hi": t.last_scored}
-                              for (e, u, i), t in targets.items()])
-    result = await conn.execute(_HISTORIES, {"spans": document})
+    groups: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
+    for (edition, unit, indicator), target in targets.items():
+        units, indicators = groups.setdefault((edition, target.first_read, target.last_read), (set(), set()))
+        units.add(unit)
+        indicators.add(indicator)
+    document = json_document([{"e": e, "lo": lo, "hi": hi, "units": sorted(units), "indicators": sorted(indicators)}
+                              for (e, lo, hi), (units, indicators) in groups.items()])
+    result = await conn.execute(_HISTORIES, {"groups": document})
     histories: dict[Series, Stretch] = {}
-    for edition, unit, indicator, first, last, vals, periods in result:
-        values = _values(vals.split(" "))
-        lo, hi = ordinal(first), ordinal(last)
-        histories[(edition, unit, indicator)] = (
-            Stretch(lo, values) if hi - lo + 1 == len(values)  # no gap: the values are the stretch
-            else Stretch.of(dict(zip(map(ordinal, periods.split(" ")), values, strict=True))))
+    for edition, lo, hi, lines in result:
+        for line in lines.split("\n"):
+            unit, indicator, vals, periods = line.split("\t")
+            series = (edition, unit, indicator)
+            own = targets.get(series)
+            if own is None or own.first_read != lo or own.last_read != hi:
+                continue  # another group's series, or none
+            values = _values(vals.split(" "))
+            first, last = ordinal(periods.partition(" ")[0]), ordinal(periods.rpartition(" ")[2])
+            histories[series] = (
+                Stretch(first, values) if last - first + 1 == len(values)  # no gap: the values are the stretch
+                else Stretch.of(dict(zip(map(ordinal, periods.split(" ")), values, strict=True))))
     return histories
 
 

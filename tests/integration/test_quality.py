@@ -181,7 +181,7 @@ async def test_histories_are_read_to_their_periods_whole_as_ints_and_a_fraction_
     for (unit, period), value in stored.items():
         await stack.execute("""INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_seq)
                                VALUES ('legacy', $1, 'dossiers_received', $2, $3, 1)""", unit, period, value)
-    target = OutlierTarget(frozenset({"2023-04"}), "2022-12", "2024-04")
+    target = OutlierTarget(frozenset({"2023-04"}), "2022-12", "2024-04", "2024-04")
     engine = make_engine(stack.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
@@ -195,3 +195,32 @@ async def test_histories_are_read_to_their_periods_whole_as_ints_and_a_fraction_
     assert all(type(v) is int for v in gap.values if v is not None)
     assert (fraction.first, fraction.values) == (first, [Decimal("12.5"), Decimal(3)])
     assert ("legacy", "27997", "dossiers_received") not in read  # nothing stored
+
+
+async def test_histories_of_different_stretches_are_each_read_to_their_own(stack: Stack) -> None:
+    """Series whose changes span different periods are read in different groups, each group every unit by
+    every indicator it names: a series another group's scan also passes is kept to its own stretch."""
+    from services.aggregate.quality import OutlierTarget
+    from services.aggregate.quality_repository import load_histories
+
+    for unit in ("27991", "27994"):
+        for indicator in ("dossiers_received", "directives_issued"):
+            for month in range(1, 13):
+                await stack.execute("""INSERT INTO rollups (edition, unit, indicator, period, rep_num, rep_seq)
+                                       VALUES ('legacy', $1, $2, $3, $4, 1)""",
+                                    unit, indicator, f"2023-{month:02}", month)
+    wide = OutlierTarget(frozenset({"2023-06"}), "2023-02", "2023-10", "2023-10")
+    narrow = OutlierTarget(frozenset({"2023-11"}), "2023-11", "2023-12", "2023-12")
+    targets = {("legacy", "27994", "dossiers_received"): narrow,  # its group first: the wide one's scan passes it
+               ("legacy", "27991", "dossiers_received"): wide, ("legacy", "27994", "directives_issued"): wide}
+    engine = make_engine(stack.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            read = await load_histories(conn, targets)
+    finally:
+        await engine.dispose()
+    assert {series: (s.first, s.values) for series, s in read.items()} == {
+        ("legacy", "27991", "dossiers_received"): (ordinal("2023-02"), list(range(2, 11))),
+        ("legacy", "27994", "directives_issued"): (ordinal("2023-02"), list(range(2, 11))),
+        ("legacy", "27994", "dossiers_received"): (ordinal("2023-11"), [11, 12]),
+    }

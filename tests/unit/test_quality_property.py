@@ -111,7 +111,7 @@ class Store:
         """What the aggregator's one statement reads: each series' reported values over its stretch."""
         return {series: Stretch.of({ordinal(k[3]): whole(r.reported.num) for k, r in self.rows.items()
                                      if k[:3] == series and r.reported is not None
-                                     and t.first_read <= k[3] <= t.last_scored})
+                                     and t.first_read <= k[3] <= t.last_read})
                 for series, t in targets.items()}
 
     def reported(self) -> dict[Key, tuple[Decimal, Decimal | None]]:
