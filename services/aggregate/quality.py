@@ -14,7 +14,7 @@ changed indicators is worked out once; a series' history comes as one row, count
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.aggregate import outliers
@@ -33,10 +33,20 @@ History = Stretch  # a series' reported values by period ordinal (shared.periods
 
 @dataclass(slots=True)
 class Verdicts:
-    """The flags the batch's targets end up with: open ones, and the keys of those that hold."""
+    """The flags the batch's targets end up with: open ones, and the keys of open flags whose target holds."""
 
     open: list[Flag] = field(default_factory=list)
     clear: list[FlagKey] = field(default_factory=list)
+
+
+class OpenFlags:
+    """The flags open where the batch's verdicts may land, by place and series too: a target that holds
+    (nearly all) changes nothing unless a flag is open there, so without one not even its key is built."""
+
+    def __init__(self, keys: Collection[FlagKey]) -> None:
+        self.keys = keys
+        self.places = {(e, u, p) for e, u, kind, _, p in keys if kind == "rule"}
+        self.series = {(e, u, code) for e, u, kind, code, _ in keys if kind == "outlier"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,22 +172,24 @@ class QualityPlan:
 def check_rules(
     targets: Mapping[Place, tuple[Rule, ...]],
     effective: Callable[[Key], Amount | None],
+    standing: OpenFlags,
     verdicts: Verdicts,
 ) -> None:
-    for (edition, unit, period), rules in targets.items():
+    for place, rules in targets.items():
+        edition, unit, period = place
         prior = shift(period, -1)
+        held = place in standing.places
 
         def lookup(code: str, previous: bool, e: str = edition, u: str = unit, p: str = period,
                    b: str = prior) -> Amount | None:
             return effective((e, u, code, b if previous else p))
 
         for rule in rules:
-            key: FlagKey = (edition, unit, "rule", rule.code, period)
             outcome = rule.check(lookup)
             if outcome.violated:
-                verdicts.open.append(Flag(key, rule.spec.importance.value, rule.indicator_codes,
-                                          outcome.left, outcome.right))
-            else:
+                verdicts.open.append(Flag((edition, unit, "rule", rule.code, period), rule.spec.importance.value,
+                                          rule.indicator_codes, outcome.left, outcome.right))
+            elif held and (key := (edition, unit, "rule", rule.code, period)) in standing.keys:
                 verdicts.clear.append(key)
 
 
@@ -188,30 +200,35 @@ def check_outliers(
     targets: Mapping[Series, OutlierTarget],
     stocks: Mapping[str, bool],
     histories: Mapping[Series, History],
+    standing: OpenFlags,
     verdicts: Verdicts,
 ) -> None:
     """`histories`: each target series' reported values from its `first_read` to its `last_read` period."""
     for series, target in targets.items():
         edition, unit, indicator = series
+        held = series in standing.series
         reported = histories.get(series) or _NOTHING
         scored = outliers.scored_values(reported, stocks[indicator])
         changed = {ordinal(period): period for period in target.changed}
-        for n, period in changed.items():
-            if reported.get(n) is None:  # retracted: whatever was open there resolves
-                verdicts.clear.append((edition, unit, "outlier", indicator, period))
+        if held:
+            for n, period in changed.items():
+                if reported.get(n) is None and (key := (edition, unit, "outlier", indicator, period)) in standing.keys:
+                    verdicts.clear.append(key)  # retracted: what was open there resolves
         # Each reported period from the first changed to the last a change may move.
         start, values, first = reported.first, reported.values, min(changed)
         for k in range(max(first - start, 0), min(ordinal(target.last_scored) - start + 1, len(values))):
             if values[k] is None:
                 continue
             n = start + k
-            key: FlagKey = (edition, unit, "outlier", indicator, changed.get(n) or shift(changed[first], n - first))
             found = outliers.flag_at(scored, n)
-            if found is None:
-                verdicts.clear.append(key)
-            else:
+            if found is None and not held:
+                continue
+            key = (edition, unit, "outlier", indicator, changed.get(n) or shift(changed[first], n - first))
+            if found is not None:
                 verdicts.open.append(Flag(key, OUTLIER_IMPORTANCE, (indicator,), found.value, found.median,
                                           found.score, found.constant_history))
+            elif key in standing.keys:
+                verdicts.clear.append(key)
 
 
 def after_batch(
@@ -241,8 +258,9 @@ def evaluate(
     effective: Callable[[Key], Amount | None],
     outlier_targets: Mapping[Series, OutlierTarget],
     histories: Mapping[Series, History],
+    standing: OpenFlags,
 ) -> Verdicts:
     verdicts = Verdicts()
-    check_rules(rule_targets, effective, verdicts)
-    check_outliers(outlier_targets, plan.scored, histories, verdicts)
+    check_rules(rule_targets, effective, standing, verdicts)
+    check_outliers(outlier_targets, plan.scored, histories, standing, verdicts)
     return verdicts

@@ -28,6 +28,7 @@ from services.aggregate import quality_repository as quality_repo
 from services.aggregate import repository as repo
 from services.aggregate.outliers import Stretch
 from services.aggregate.quality import (
+    OpenFlags,
     QualityPlan,
     Series,
     Verdicts,
@@ -65,7 +66,8 @@ class QualityStep:
         # Only the flags a verdict may be about: a unit's flags of other periods are never written here.
         spans = {(e, u, p, p) for e, u, p in self._rules}
         spans |= {(e, u, min(t.changed), t.last_scored) for (e, u, _), t in self._series.items()}
-        reads = plan.rule_reads(self._rules) - set(keys)
+        reads = plan.rule_reads(self._rules)
+        reads.difference_update(keys)
         self._in_histories = plan.held_by_histories(reads, self._series)
         self._reading = asyncio.create_task(self._read(engine, reads - self._in_histories, spans))
         self._judging: asyncio.Task[tuple[Verdicts, Surroundings]] | None = None
@@ -109,7 +111,8 @@ class QualityStep:
             return None if pair is None else (pair.num, pair.den)
 
         # A worker thread, so that the event loop goes on sending the batch's rows meanwhile.
-        verdicts = await asyncio.to_thread(evaluate, self._plan, self._rules, effective, self._series, histories)
+        verdicts = await asyncio.to_thread(evaluate, self._plan, self._rules, effective, self._series, histories,
+                                           OpenFlags(around.held))
         return verdicts, around
 
     async def close(self) -> None:
@@ -128,4 +131,4 @@ async def write_flags(conn: AsyncConnection, verdicts: Verdicts, held: dict[Flag
     """Open what broke or changed, resolve what holds again; a flag already as it should be is not written."""
     await flags_repo.open_flags(conn, [
         f for f in verdicts.open if held.get(f.key) != (f.left, f.right, f.score, f.constant_history)])
-    await flags_repo.resolve_flags(conn, [k for k in verdicts.clear if k in held])
+    await flags_repo.resolve_flags(conn, verdicts.clear)

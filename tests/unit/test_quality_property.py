@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from services.aggregate.outliers import Stretch, whole
 from services.aggregate.quality import (
+    OpenFlags,
     OutlierTarget,
     QualityPlan,
     Series,
@@ -96,7 +97,7 @@ class Store:
         for key in effect.changed:
             self.rows[key] = loaded[key]
         histories = after_batch(before, series, loaded, effect.changed)
-        verdicts = evaluate(PLAN, PLAN.rule_targets(keys), self._effective, series, histories)
+        verdicts = evaluate(PLAN, PLAN.rule_targets(keys), self._effective, series, histories, OpenFlags(self.flags))
         for key in verdicts.clear:
             self.flags.pop(key, None)
         for flag in verdicts.open:
