@@ -24,7 +24,7 @@ from shared.catalog import Catalog, Measure
 from shared.hierarchy import Hierarchy
 from shared.periods import ordinal, shift
 from shared.quality_flags import OUTLIER_IMPORTANCE, Flag, FlagKey
-from shared.rules import Amount, Rule
+from shared.rules import Amount, Missing, Rule
 
 Place = tuple[str, str, str]  # edition, unit, period: where rules are checked
 Series = tuple[str, str, str]  # edition, unit, indicator: what outliers are scored on
@@ -139,6 +139,28 @@ class QualityPlan:
                     and not self._hierarchy.n_children(key[0], key[1])):
                 held.add(key)
         return held
+
+    def checkable(self, targets: Mapping[Place, tuple[Rule, ...]], present: Container[tuple[str, str, str]]
+                  ) -> dict[Place, tuple[Rule, ...]]:
+        """The targets without the rules that skip wherever a value is missing (`skip_if_any`, most) and name
+        an indicator the place's province holds no row of (`present`, by edition, province and indicator):
+        such a rule has nothing to check there, and no flag of it was ever open there."""
+        kept: dict[Place, tuple[Rule, ...]] = {}
+        found: dict[tuple[tuple[Rule, ...], str, str], tuple[Rule, ...]] = {}
+        for place, rules in targets.items():
+            edition, unit, _ = place
+            province = self.province_of(edition, unit)
+            if province is None:
+                kept[place] = rules
+                continue
+            left = found.get((rules, edition, province))
+            if left is None:
+                left = found[(rules, edition, province)] = tuple(
+                    r for r in rules if r.spec.missing is not Missing.SKIP_IF_ANY
+                    or all((edition, province, code) in present for code in r.indicator_codes))
+            if left:
+                kept[place] = left
+        return kept
 
     def province_of(self, edition: str, unit: str) -> str | None:
         found = self._hierarchy.get(edition, unit)

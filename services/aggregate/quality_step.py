@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -29,6 +29,7 @@ from services.aggregate import repository as repo
 from services.aggregate.outliers import Stretch
 from services.aggregate.quality import (
     OpenFlags,
+    Place,
     QualityPlan,
     Series,
     Verdicts,
@@ -41,13 +42,17 @@ from shared import quality_flags as flags_repo
 from shared.events import AcceptedEvent
 from shared.periods import ordinal
 from shared.quality_flags import FlagKey, Span
+from shared.rules import Rule
 
 
 @dataclass(frozen=True, slots=True)
 class Surroundings:
-    """What the checks read besides the batch's rows, as committed before the batch."""
+    """What the checks read besides the batch's rows, as committed before the batch, and the rules worth
+    checking given which indicators the batch's provinces hold."""
 
+    rules: dict[Place, tuple[Rule, ...]]
     rows: dict[Key, Row]  # the other values the rules read (a key absent here has no row)
+    in_histories: set[Key]  # the other values the rules read that the histories hold
     histories: dict[Series, Stretch]  # laid over by the batch (quality.after_batch)
     held: dict[FlagKey, flags_repo.Held]  # the flags open where a verdict may land, with their values
 
@@ -57,31 +62,36 @@ class QualityStep:
     `verdicts` once they are written; `close` always."""
 
     def __init__(self, engine: AsyncEngine, plan: QualityPlan, keys: Collection[Key],
-                 events: Iterable[AcceptedEvent]) -> None:
+                 events: Collection[AcceptedEvent]) -> None:
         self._plan = plan
         # Planned on every key the batch may change (a superset of what it will change): a place or series
         # the batch leaves as it was is checked to the verdict it already has, and nothing is written.
-        self._rules = plan.rule_targets(keys)
+        rules = plan.rule_targets(keys)
         self._series = plan.outlier_targets(ev.key for ev in events)
         # Only the flags a verdict may be about: a unit's flags of other periods are never written here.
-        spans = {(e, u, p, p) for e, u, p in self._rules}
+        spans = {(e, u, p, p) for e, u, p in rules}
         spans |= {(e, u, min(t.changed), t.last_scored) for (e, u, _), t in self._series.items()}
-        reads = plan.rule_reads(self._rules)
-        reads.difference_update(keys)
-        self._in_histories = plan.held_by_histories(reads, self._series)
-        self._reading = asyncio.create_task(self._read(engine, reads - self._in_histories, spans))
+        batch = {(ev.edition, ev.province, ev.indicator) for ev in events}
+        self._reading = asyncio.create_task(self._read(engine, rules, keys, batch, spans))
         self._judging: asyncio.Task[tuple[Verdicts, Surroundings]] | None = None
 
-    async def _read(self, engine: AsyncEngine, keys: Collection[Key], spans: Collection[Span]) -> Surroundings:
+    async def _read(self, engine: AsyncEngine, rules: dict[Place, tuple[Rule, ...]], keys: Collection[Key],
+                    batch: set[presence.Triple], spans: Collection[Span]) -> Surroundings:
+        plan = self._plan
         async with engine.connect() as conn:
-            # An indicator a province has never had a row of is not asked for (most checks of rules naming one
-            # end there): shared/indicator_presence.py.
-            provinces = {p for e, u, _, _ in keys if (p := self._plan.province_of(e, u)) is not None}
-            rows = await repo.load_rows(conn, self._plan.may_exist(keys, await presence.present(conn, provinces)))
+            # What a province has never had a row of (shared/indicator_presence.py) is neither checked nor read:
+            # most rules naming such an indicator skip, and the others find it missing without asking.
+            provinces = {p for e, u, _ in rules if (p := plan.province_of(e, u)) is not None}
+            present = await presence.present(conn, provinces) | batch
+            rules = plan.checkable(rules, present)
+            reads = plan.rule_reads(rules)
+            reads.difference_update(keys)
+            in_histories = plan.held_by_histories(reads, self._series)
+            rows = await repo.load_rows(conn, plan.may_exist(reads - in_histories, present))
             histories = await quality_repo.load_histories(conn, self._series)
             held = await flags_repo.open_on(conn, spans)
             await conn.rollback()  # it only read
-        return Surroundings(rows, histories, held)
+        return Surroundings(rules, rows, in_histories, histories, held)
 
     def judge(self, rows: dict[Key, Row], effect: BatchEffect) -> None:
         """Start the checks, to run while the caller writes the rows; `rows` hold the batch's keys as the
@@ -98,7 +108,7 @@ class QualityStep:
         around = await self._reading
 
         histories = after_batch(around.histories, self._series, rows, effect.changed)
-        in_histories = self._in_histories
+        in_histories = around.in_histories
 
         def effective(key: Key) -> tuple[Decimal, Decimal | None] | None:
             row = rows.get(key) or around.rows.get(key)
@@ -111,7 +121,7 @@ class QualityStep:
             return None if pair is None else (pair.num, pair.den)
 
         # A worker thread, so that the event loop goes on sending the batch's rows meanwhile.
-        verdicts = await asyncio.to_thread(evaluate, self._plan, self._rules, effective, self._series, histories,
+        verdicts = await asyncio.to_thread(evaluate, self._plan, around.rules, effective, self._series, histories,
                                            OpenFlags(around.held))
         return verdicts, around
 

@@ -27,12 +27,13 @@ from services.aggregate.quality import (
     evaluate,
 )
 from services.aggregate.rollup import Key, Row, ancestor_keys, apply_batch, materialized_parent
-from shared.catalog import load_catalog
+from shared.catalog import Catalog, load_catalog
 from shared.events import AcceptedEvent
 from shared.hierarchy import NATION, Hierarchy, Unit
 from shared.periods import ordinal, shift
 from shared.quality_flags import Flag, FlagKey
 from shared.quality_oracle import ExpectedFlag, expected_flags
+from shared.rules import RuleSpec
 
 CATALOG = load_catalog()
 T0 = datetime(2024, 8, 1, tzinfo=UTC)
@@ -87,6 +88,7 @@ class Store:
     def __init__(self) -> None:
         self.rows: dict[Key, Row] = {}
         self.flags: dict[FlagKey, Flag] = {}
+        self.present: set[tuple[str, str, str]] = set()  # as shared.indicator_presence records them
 
     def apply(self, batch: list[AcceptedEvent]) -> None:
         keys = {ev.key for ev in batch} | {k for ev in batch for k in ancestor_keys(ev.key, PARENT_OF)}
@@ -97,7 +99,9 @@ class Store:
         for key in effect.changed:
             self.rows[key] = loaded[key]
         histories = after_batch(before, series, loaded, effect.changed)
-        verdicts = evaluate(PLAN, PLAN.rule_targets(keys), self._effective, series, histories, OpenFlags(self.flags))
+        self.present |= {(ev.edition, ev.province, ev.indicator) for ev in batch}
+        rules = PLAN.checkable(PLAN.rule_targets(keys), self.present)
+        verdicts = evaluate(PLAN, rules, self._effective, series, histories, OpenFlags(self.flags))
         for key in verdicts.clear:
             self.flags.pop(key, None)
         for flag in verdicts.open:
@@ -181,3 +185,28 @@ def test_the_last_month_of_the_window_has_a_following_month_to_check() -> None:
     assert store.flags == {}
     assert [shift("2024-01", -1), shift("2024-H1", -1), shift("2024-Q4", 1), shift("2100-12", 1)] == [
         "2023-12", "2023-H2", "2025-Q1", "2101-01"]
+
+
+def test_a_rule_that_skips_on_a_missing_value_is_not_checked_where_its_province_lacks_an_indicator() -> None:
+    any_missing = _rule("within", "skip_if_any")
+    never = _rule("never", "never_skip")  # a missing value counts as 0: still checked
+    catalog = Catalog(list(CATALOG), [any_missing, never])
+    plan = QualityPlan(catalog, HIERARCHY)
+    targets = plan.rule_targets([("legacy", "27991", "vneid_l2_activated", "2024-01"),
+                                 ("legacy", NATION, "vneid_l2_activated", "2024-01")])
+    assert {p: [r.code for r in rules] for p, rules in targets.items()} == {
+        ("legacy", "27991", "2024-01"): ["within", "never"], ("legacy", NATION, "2024-01"): ["within", "never"]}
+    lacking = {("legacy", "80", "vneid_l2_activated")}
+    checked = plan.checkable(targets, lacking)
+    assert {p: [r.code for r in rules] for p, rules in checked.items()} == {
+        ("legacy", "27991", "2024-01"): ["never"],
+        ("legacy", NATION, "2024-01"): ["within", "never"],  # above the provinces: every rule stays
+    }
+    holding = lacking | {("legacy", "80", "cccd_issued")}
+    assert plan.checkable(targets, holding) == targets
+
+
+def _rule(code: str, missing: str) -> RuleSpec:
+    return RuleSpec.model_validate({
+        "code": code, "name_vi": code, "name_en": code, "left": "vneid_l2_activated", "operator": "<=",
+        "right": "cccd_issued", "importance": "high", "missing": missing, "reason": "a test"})
