@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +31,7 @@ FROM json_to_recordset(CAST(:groups AS json)) AS g(e text, lo text, hi text, uni
 CROSS JOIN LATERAL (
     SELECT string_agg(concat_ws(E'\\t', s.unit, s.indicator, s.vals, s.periods), E'\\n') AS lines
     FROM (
-        SELECT r.unit, r.indicator, string_agg(r.rep_num::text, ' ' ORDER BY r.period) AS vals,
+        SELECT r.unit, r.indicator, string_agg(r.rep_num::text, ',' ORDER BY r.period) AS vals,
                string_agg(r.period, ' ' ORDER BY r.period) AS periods
         FROM rollups r
         WHERE r.edition = g.e AND r.unit = ANY(g.units) AND r.indicator = ANY(g.indicators)
@@ -64,7 +65,7 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
             own = targets.get(series)
             if own is None or own.first_read != lo or own.last_read != hi:
                 continue  # another group's series, or none
-            values = _values(vals.split(" "))
+            values = _values(vals)
             first, last = ordinal(periods.partition(" ")[0]), ordinal(periods.rpartition(" ")[2])
             histories[series] = (
                 Stretch(first, values) if last - first + 1 == len(values)  # no gap: the values are the stretch
@@ -72,12 +73,16 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     return histories
 
 
-def _values(texts: list[str]) -> list[Value | None]:
-    """Whole numbers as ints (scored without Decimal arithmetic, outliers.py), a series with a fraction as Decimals."""
+def _values(listed: str) -> list[Value | None]:
+    """Whole numbers as ints (scored without Decimal arithmetic, outliers.py), a series with a fraction as
+    Decimals. The ints are read as a JSON array: orjson reads a value in a tenth of what int() takes."""
+    if "." in listed:
+        return list(map(Decimal, listed.split(",")))
     try:
-        return list(map(int, texts))
-    except ValueError:
-        return list(map(Decimal, texts))
+        values: list[Value | None] = orjson.loads(f"[{listed}]")
+    except orjson.JSONDecodeError:  # beyond 64 bits, which no reported count reaches
+        return list(map(int, listed.split(",")))
+    return values
 
 
 # Through the partial index of open flags: the count reads the open rows only, however many have resolved.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
@@ -68,9 +69,13 @@ class QualityStep:
         # the batch leaves as it was is checked to the verdict it already has, and nothing is written.
         rules = plan.rule_targets(keys)
         self._series = plan.outlier_targets(ev.key for ev in events)
-        # Only the flags a verdict may be about: a unit's flags of other periods are never written here.
-        spans = {(e, u, p, p) for e, u, p in rules}
-        spans |= {(e, u, min(t.changed), t.last_scored) for (e, u, _), t in self._series.items()}
+        # The flags a verdict may be about, a stretch of periods a unit: a flag read beside them is never written.
+        stretches: dict[tuple[str, str], tuple[str, str]] = {}
+        for e, u, lo, hi in itertools.chain(((e, u, p, p) for e, u, p in rules), (
+                (e, u, min(t.changed), t.last_scored) for (e, u, _), t in self._series.items())):
+            was = stretches.get((e, u))
+            stretches[(e, u)] = (lo, hi) if was is None else (min(was[0], lo), max(was[1], hi))
+        spans = [(e, u, lo, hi) for (e, u), (lo, hi) in stretches.items()]
         batch = {(ev.edition, ev.province, ev.indicator) for ev in events}
         self._reading = asyncio.create_task(self._read(engine, rules, keys, batch, spans))
         self._judging: asyncio.Task[tuple[Verdicts, Surroundings]] | None = None
