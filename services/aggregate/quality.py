@@ -181,14 +181,23 @@ class QualityPlan:
         for edition, unit, indicator, period in reported:
             if indicator in self.scored:
                 changed[(edition, unit, indicator)].add(period)
+        # A month of reports changes the same period of every series: one target serves them all.
+        made: dict[tuple[frozenset[str], bool], OutlierTarget] = {}
         targets: dict[Series, OutlierTarget] = {}
-        longest = outliers.reach(stock=True)
         for series, periods in changed.items():
-            ordered = sorted(periods, key=ordinal) if len(periods) > 1 else list(periods)
-            targets[series] = OutlierTarget(frozenset(periods), shift(ordered[0], -longest),
-                                            shift(ordered[-1], longest),
-                                            shift(ordered[-1], outliers.reach(self.scored[series[2]])))
+            shape = (frozenset(periods), self.scored[series[2]])
+            target = made.get(shape)
+            if target is None:
+                target = made[shape] = self._outlier_target(*shape)
+            targets[series] = target
         return targets
+
+    @staticmethod
+    def _outlier_target(periods: frozenset[str], stock: bool) -> OutlierTarget:
+        ordered = sorted(periods, key=ordinal) if len(periods) > 1 else list(periods)
+        longest = outliers.reach(stock=True)
+        return OutlierTarget(periods, shift(ordered[0], -longest), shift(ordered[-1], longest),
+                             shift(ordered[-1], outliers.reach(stock)))
 
 
 def check_rules(
