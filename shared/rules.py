@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.expressions import ExpressionError, Node, Num, Ref, evaluate, parse, refs
+from shared.expressions import ExpressionError, Node, Num, Part, Ref, evaluate, parse, refs
 
 if TYPE_CHECKING:
     from shared.catalog import Indicator
@@ -84,6 +84,16 @@ class Outcome:
 SKIPPED = Outcome(False)
 
 
+@dataclass(frozen=True, slots=True)
+class Read:
+    """How `Rule.check` takes one of a rule's distinct values from the pair its lookup returns."""
+
+    code: str
+    previous: bool
+    part: Part
+    rate: bool  # the value of an indicator with a denominator: 100·num/den
+
+
 @dataclass(frozen=True, slots=True, eq=False)  # one object per catalogue rule: hashed by identity
 class Rule:
     spec: RuleSpec
@@ -91,13 +101,13 @@ class Rule:
     right: Node
     left_refs: tuple[Ref, ...]
     right_refs: tuple[Ref, ...]
-    has_denominator: Mapping[str, bool]  # indicator -> whether its value is 100·num/den
     distinct_refs: tuple[Ref, ...]  # each value read once, however often the sides name it
     indicator_codes: tuple[str, ...]  # the indicators it reads, sorted: what its flags are about
-    # How `check` finds a ref's value among `distinct_refs` without hashing the ref: rules run tens of
-    # thousands of times a batch.
-    positions: Mapping[Ref, int]
+    # What `check` needs, worked out once: rules run tens of thousands of times a batch.
+    reads: tuple[Read, ...]  # `distinct_refs`, in order
+    positions: Mapping[Ref, int]  # a ref's place among `distinct_refs`
     sides_at: tuple[tuple[int, ...], tuple[int, ...]]  # the positions each side reads
+    holds: Callable[[Decimal, Decimal], bool]  # the operator
 
     @property
     def code(self) -> str:
@@ -116,8 +126,14 @@ class Rule:
         missing = self.spec.missing
         values: list[Decimal | None] = []
         present = False
-        for ref in self.distinct_refs:
-            value = _part(lookup(ref.code, ref.previous), ref, self.has_denominator[ref.code])
+        for read in self.reads:
+            amount = lookup(read.code, read.previous)
+            if amount is None:
+                value = None
+            elif read.rate:
+                value = _HUNDRED * amount[0] / amount[1] if amount[1] else None  # a rate of nothing has no value
+            else:
+                value = amount[1] if read.part == "denominator" else amount[0]
             if value is not None:
                 present = True
             elif missing is Missing.SKIP_IF_ANY:
@@ -131,9 +147,7 @@ class Rule:
             return SKIPPED
         left = self._side(self.left, self.sides_at[0], values)
         right = self._side(self.right, self.sides_at[1], values)
-        if left is None or right is None:
-            return SKIPPED
-        if _OPERATORS[self.spec.operator](left, right):
+        if left is None or right is None or self.holds(left, right):
             return SKIPPED
         return Outcome(True, left, right)
 
@@ -144,21 +158,6 @@ class Rule:
         if isinstance(node, Num):
             return node.value
         return evaluate(node, lambda r: values[self.positions[r]] or _ZERO)
-
-
-def _part(amount: Amount | None, ref: Ref, has_denominator: bool) -> Decimal | None:
-    if amount is None:
-        return None
-    num, den = amount
-    if ref.part == "numerator":
-        return num
-    if ref.part == "denominator":
-        return den
-    if not has_denominator:
-        return num
-    if not den:
-        return None  # a rate of nothing has no value
-    return _HUNDRED * num / den
 
 
 def compile_rule(spec: RuleSpec, indicators: Mapping[str, Indicator]) -> Rule:
@@ -182,9 +181,11 @@ def compile_rule(spec: RuleSpec, indicators: Mapping[str, Indicator]) -> Rule:
         raise RuleError(f"rule {spec.code}: mixes period types ({', '.join(sorted(period_types))})")
     if all(r.previous for r in (*left_refs, *right_refs)):
         raise RuleError(f"rule {spec.code}: reads only previous periods")
-    has_den = {r.code: indicators[r.code].has_denominator for r in (*left_refs, *right_refs)}
     every = (*left_refs, *right_refs)
     distinct = tuple(dict.fromkeys(every))
+    reads = tuple(Read(r.code, r.previous, r.part, r.part == "value" and indicators[r.code].has_denominator)
+                  for r in distinct)
     positions = {ref: n for n, ref in enumerate(distinct)}
-    return Rule(spec, left, right, left_refs, right_refs, has_den, distinct, tuple(sorted({r.code for r in every})),
-                positions, (tuple(positions[r] for r in left_refs), tuple(positions[r] for r in right_refs)))
+    return Rule(spec, left, right, left_refs, right_refs, distinct, tuple(sorted({r.code for r in every})), reads,
+                positions, (tuple(positions[r] for r in left_refs), tuple(positions[r] for r in right_refs)),
+                _OPERATORS[spec.operator])
