@@ -3,7 +3,8 @@
 Every aggregator batch records, in its own transaction and under its provinces' writer locks, the (edition,
 province, indicator) of each event it applies; only batches write rollups, so a triple absent here has no row
 in the province's tree, and the quality step (services/aggregate/quality_step.py) asks PostgreSQL only for the
-rule inputs that can exist. It is a superset (a retraction leaves its triple), which only costs a probe.
+rule inputs that can exist, and does not check a rule that skips on a missing value where one of its indicators
+cannot exist. It is a superset (a retraction leaves its triple), which only costs a probe or a check.
 `d06 quality rebuild` records again what the read model holds, for rows written by an aggregator that did not
 record them (one of the release before, during a rollout).
 """

@@ -8,7 +8,9 @@ violated — a Flag, with both sides — or not, which resolves whatever was ope
 
 A batch of a month's reports touches tens of thousands of (unit, period) places with the same few
 indicators, so the work is shaped for that: rules are grouped by place and the rule list of each set of
-changed indicators is worked out once; a series' history comes as one row, counted in period ordinals.
+changed indicators is worked out once (and once per province, for the indicators it holds); series that
+changed the same periods share one target and are read by one scan; histories are counted in period
+ordinals; a check that holds where no flag is open writes down nothing.
 """
 
 from __future__ import annotations

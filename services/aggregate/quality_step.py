@@ -1,8 +1,10 @@
 """Rules and outliers for one batch (DESIGN §8), run beside the batch rather than after it.
 
-What the checks read besides the batch's own rows — the other values the rules name, each scored series'
-stored history, the flags open where a verdict may land — is read as committed before the batch, on a second
-connection, while the batch's transaction loads and applies its rows; the checks then run in a worker
+What the checks read besides the batch's own rows — which indicators the batch's provinces hold (a rule
+naming one they lack is not checked), the other values the rules name, each scored series' stored history,
+the flags open where a verdict may land — is read as committed before the batch, on a second connection,
+while the batch's transaction loads and applies its rows (the batch's rows are asked for before the step
+plans, so PostgreSQL looks them up while it does); the checks then run in a worker
 thread while PostgreSQL writes those rows; only the flags that change are written, in the batch's
 transaction. The two connections overlap, so PostgreSQL and the aggregator work at the same time instead of
 taking turns.
