@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class Sizes:
     name: str
     communes: int | None  # of the aggregate scenario's month; None: every commune (10,035)
+    aggregate_pairs: int = 3  # rounds without and then with rules and outliers, alternating
     batch: int = 1_000  # events per POST in the ingest and aggregate scenarios
     ingest_clients: int = 8
     ingest_warmup: float = 3.0
@@ -27,7 +28,7 @@ class Sizes:
 
 FULL = Sizes("full", communes=None)
 SMOKE = Sizes(
-    "smoke", communes=300, batch=100, ingest_clients=2, ingest_warmup=0.2, ingest_seconds=1.0,
+    "smoke", communes=300, aggregate_pairs=1, batch=100, ingest_clients=2, ingest_warmup=0.2, ingest_seconds=1.0,
     freshness_rate=200, freshness_batch=20, freshness_seconds=2.0, query_clients=4, query_warmup=0.2,
     query_seconds=1.0, national_repeats=2, import_rows=(2_000, 6_000),
 )

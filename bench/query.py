@@ -118,7 +118,7 @@ async def scenario(
             return run_wrk(wrk, stack, urls, sizes.query_clients, seconds)
         return run_loadgen(stack, urls, sizes.query_clients, seconds)
 
-    async def measured(urls: list[str]) -> tuple[dict[str, float], float]:
+    async def measured(urls: list[str]) -> tuple[dict[str, float], dict[str, float]]:
         await asyncio.to_thread(load, urls, sizes.query_warmup)
         meter = CpuMeter(stack)
         result = await asyncio.to_thread(load, urls, sizes.query_seconds)
