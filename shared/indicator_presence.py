@@ -11,12 +11,13 @@ record them (one of the release before, during a rollout).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import json_document
+from shared.events import AcceptedEvent
 
 Triple = tuple[str, str, str]  # edition, province, indicator
 
@@ -37,6 +38,11 @@ FROM units u JOIN rollups r ON r.edition = u.edition AND r.unit = u.code
 WHERE u.edition = :edition AND u.province_code = :province
 ON CONFLICT DO NOTHING
 """)
+
+
+def of(events: Iterable[AcceptedEvent]) -> set[Triple]:
+    """The triples a batch of events records."""
+    return {(ev.edition, ev.province, ev.indicator) for ev in events}
 
 
 async def record(conn: AsyncConnection, triples: Collection[Triple]) -> None:

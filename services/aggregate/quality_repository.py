@@ -5,7 +5,7 @@ count of open flags for the gauge (quality_gauge.py). Reading and writing the fl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 import orjson
@@ -49,16 +49,27 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     its `first_read` to its `last_read` period."""
     if not targets:
         return {}
+    result = await conn.execute(_HISTORIES, {"groups": _groups(targets)})
+    return _placed(result, targets)
+
+
+def _groups(targets: Mapping[Series, OutlierTarget]) -> str:
     groups: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
     for (edition, unit, indicator), target in targets.items():
-        units, indicators = groups.setdefault((edition, target.first_read, target.last_read), (set(), set()))
-        units.add(unit)
-        indicators.add(indicator)
-    document = json_document([{"e": e, "lo": lo, "hi": hi, "units": sorted(units), "indicators": sorted(indicators)}
-                              for (e, lo, hi), (units, indicators) in groups.items()])
-    result = await conn.execute(_HISTORIES, {"groups": document})
+        group = groups.get(stretch := (edition, target.first_read, target.last_read))
+        if group is None:
+            group = groups[stretch] = (set(), set())
+        group[0].add(unit)
+        group[1].add(indicator)
+    return json_document([{"e": e, "lo": lo, "hi": hi, "units": sorted(units), "indicators": sorted(indicators)}
+                          for (e, lo, hi), (units, indicators) in groups.items()])
+
+
+def _placed(groups: Iterable[Sequence[str]], targets: Mapping[Series, OutlierTarget]
+            ) -> dict[Series, Stretch]:
+    """The target series' stretches from the statement's groups (edition, first and last period read, lines)."""
     histories: dict[Series, Stretch] = {}
-    for edition, lo, hi, lines in result:
+    for edition, lo, hi, lines in groups:
         for line in lines.split("\n"):
             unit, indicator, vals, periods = line.split("\t")
             series = (edition, unit, indicator)

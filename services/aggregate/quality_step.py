@@ -65,7 +65,8 @@ class QualityStep:
     `verdicts` once they are written; `close` always."""
 
     def __init__(self, engine: AsyncEngine, plan: QualityPlan, keys: Collection[Key],
-                 events: Collection[AcceptedEvent]) -> None:
+                 events: Collection[AcceptedEvent], indicators: set[presence.Triple]) -> None:
+        """`indicators`: the (edition, province, indicator) of the batch's events, which it records."""
         self._plan = plan
         # Planned on every key the batch may change (a superset of what it will change): a place or series
         # the batch leaves as it was is checked to the verdict it already has, and nothing is written.
@@ -78,8 +79,7 @@ class QualityStep:
             was = stretches.get((e, u))
             stretches[(e, u)] = (lo, hi) if was is None else (min(was[0], lo), max(was[1], hi))
         spans = [(e, u, lo, hi) for (e, u), (lo, hi) in stretches.items()]
-        batch = {(ev.edition, ev.province, ev.indicator) for ev in events}
-        self._reading = asyncio.create_task(self._read(engine, rules, keys, batch, spans))
+        self._reading = asyncio.create_task(self._read(engine, rules, keys, indicators, spans))
         self._judging: asyncio.Task[tuple[Verdicts, Surroundings]] | None = None
 
     async def _read(self, engine: AsyncEngine, rules: dict[Place, tuple[Rule, ...]], keys: Collection[Key],

@@ -167,18 +167,19 @@ async def _apply(conn: AsyncConnection, engine: AsyncEngine, reference: Referenc
     keys = keys_to_load(events, reference)
     # The rows are asked for before the quality step plans, so that PostgreSQL looks them up meanwhile.
     loading = asyncio.ensure_future(repo.load_rows(conn, keys))
+    indicators = presence.of(events)
     step: QualityStep | None = None
     try:
         if reference.quality is not None:
             await asyncio.sleep(0)  # the load is sent
-            step = QualityStep(engine, reference.quality, keys, events)
+            step = QualityStep(engine, reference.quality, keys, events, indicators)
         rows = await loading
         result.effect = apply_batch(events, rows, reference.parent_of, reference.rolls_up)
         if step is not None:
             step.judge(rows, result.effect)  # the checks run while PostgreSQL writes the rows
         result.rows_written = await repo.upsert_rows(conn, rows, result.effect.changed)
         # Whether or not rules are evaluated now: they may be later, and must then find every row.
-        await presence.record(conn, {(ev.edition, ev.province, ev.indicator) for ev in events})
+        await presence.record(conn, indicators)
         if step is not None:
             verdicts, around = await step.verdicts()
             await write_flags(conn, verdicts, around.held)
