@@ -164,4 +164,9 @@ def flag_at(scored: Stretch, n: int) -> Outlier | None:
     x = values[k] if 0 <= k < len(values) else None
     if x is None:
         return None
-    return score(x, [h for h in values[max(k - WINDOW, 0):k] if h is not None])
+    window = values[max(k - WINDOW, 0):k]
+    return score(x, window if _complete(window) else [h for h in window if h is not None])
+
+
+def _complete(window: list[Value | None]) -> TypeGuard[list[Value]]:
+    return None not in window  # most windows: scored as they are, not filtered value by value

@@ -64,6 +64,13 @@ class OutlierTarget:
     first_read: str
     last_read: str
     last_scored: str
+    # In period ordinals, worked out once: a month of reports shares one target between all its series.
+    changed_at: Mapping[int, str] = field(init=False, repr=False, compare=False)
+    last_scored_at: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "changed_at", {ordinal(period): period for period in self.changed})
+        object.__setattr__(self, "last_scored_at", ordinal(self.last_scored))
 
 
 class QualityPlan:
@@ -242,14 +249,14 @@ def check_outliers(
         held = series in standing.series
         reported = histories.get(series) or _NOTHING
         scored = outliers.scored_values(reported, stocks[indicator])
-        changed = {ordinal(period): period for period in target.changed}
+        changed = target.changed_at
         if held:
             for n, period in changed.items():
                 if reported.get(n) is None and (key := (edition, unit, "outlier", indicator, period)) in standing.keys:
                     verdicts.clear.append(key)  # retracted: what was open there resolves
         # Each reported period from the first changed to the last a change may move.
         start, values, first = reported.first, reported.values, min(changed)
-        for k in range(max(first - start, 0), min(ordinal(target.last_scored) - start + 1, len(values))):
+        for k in range(max(first - start, 0), min(target.last_scored_at - start + 1, len(values))):
             if values[k] is None:
                 continue
             n = start + k
