@@ -23,10 +23,10 @@ from shared.periods import ordinal
 # per series; the scan hands each series over in period order, so the ordered aggregates sort nothing. A
 # group comes back as one text, a line a series (unit, indicator, its values and its periods, in period
 # order): decoding a row a series cost more than scoring it. A stretch with no gap (nearly all) is placed
-# from its first and last period alone. A group is every unit by every indicator it names, so a line of a
-# series that is not the group's own target is dropped.
+# from its first and last period alone. A group's units share its indicators (_groups), so it reads exactly
+# its series.
 _HISTORIES = text("""
-SELECT g.e, g.lo, g.hi, h.lines
+SELECT g.e, h.lines
 FROM json_to_recordset(CAST(:groups AS json)) AS g(e text, lo text, hi text, units text[], indicators text[])
 CROSS JOIN LATERAL (
     SELECT string_agg(concat_ws(E'\\t', s.unit, s.indicator, s.vals, s.periods), E'\\n') AS lines
@@ -50,35 +50,37 @@ async def load_histories(conn: AsyncConnection, targets: Mapping[Series, Outlier
     if not targets:
         return {}
     result = await conn.execute(_HISTORIES, {"groups": _groups(targets)})
-    return _placed(result, targets)
+    return _placed(result)
 
 
 def _groups(targets: Mapping[Series, OutlierTarget]) -> str:
-    groups: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
+    """The statement's document: the units whose series read the same stretch of the same indicators, a group.
+
+    Grouping by the whole set of a unit's indicators keeps a group's units × indicators to exactly its series:
+    a month of reports is one group, and a stream of single reports (each unit one indicator) reads no series
+    it does not score."""
+    indicators_of: dict[tuple[str, str, str, str], set[str]] = {}
     for (edition, unit, indicator), target in targets.items():
-        group = groups.get(stretch := (edition, target.first_read, target.last_read))
-        if group is None:
-            group = groups[stretch] = (set(), set())
-        group[0].add(unit)
-        group[1].add(indicator)
+        found = indicators_of.get(place := (edition, target.first_read, target.last_read, unit))
+        if found is None:
+            found = indicators_of[place] = set()
+        found.add(indicator)
+    groups: dict[tuple[str, str, str, frozenset[str]], list[str]] = {}
+    for (edition, lo, hi, unit), indicators in indicators_of.items():
+        groups.setdefault((edition, lo, hi, frozenset(indicators)), []).append(unit)
     return json_document([{"e": e, "lo": lo, "hi": hi, "units": sorted(units), "indicators": sorted(indicators)}
-                          for (e, lo, hi), (units, indicators) in groups.items()])
+                          for (e, lo, hi, indicators), units in groups.items()])
 
 
-def _placed(groups: Iterable[Sequence[str]], targets: Mapping[Series, OutlierTarget]
-            ) -> dict[Series, Stretch]:
-    """The target series' stretches from the statement's groups (edition, first and last period read, lines)."""
+def _placed(groups: Iterable[Sequence[str]]) -> dict[Series, Stretch]:
+    """The series' stretches from the statement's groups (edition, lines)."""
     histories: dict[Series, Stretch] = {}
-    for edition, lo, hi, lines in groups:
+    for edition, lines in groups:
         for line in lines.split("\n"):
             unit, indicator, vals, periods = line.split("\t")
-            series = (edition, unit, indicator)
-            own = targets.get(series)
-            if own is None or own.first_read != lo or own.last_read != hi:
-                continue  # another group's series, or none
             values = _values(vals)
             first, last = ordinal(periods.partition(" ")[0]), ordinal(periods.rpartition(" ")[2])
-            histories[series] = (
+            histories[(edition, unit, indicator)] = (
                 Stretch(first, values) if last - first + 1 == len(values)  # no gap: the values are the stretch
                 else Stretch.of(dict(zip(map(ordinal, periods.split(" ")), values, strict=True))))
     return histories

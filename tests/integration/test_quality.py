@@ -198,8 +198,8 @@ async def test_histories_are_read_to_their_periods_whole_as_ints_and_a_fraction_
 
 
 async def test_histories_of_different_stretches_are_each_read_to_their_own(stack: Stack) -> None:
-    """Series whose changes span different periods are read in different groups, each group every unit by
-    every indicator it names: a series another group's scan also passes is kept to its own stretch."""
+    """Series whose changes span different periods are read in different groups, and a unit's series that
+    read different stretches in different groups: each series is read to its own stretch, and no other."""
     from services.aggregate.quality import OutlierTarget
     from services.aggregate.quality_repository import load_histories
 
@@ -211,7 +211,7 @@ async def test_histories_of_different_stretches_are_each_read_to_their_own(stack
                                     unit, indicator, f"2023-{month:02}", month)
     wide = OutlierTarget(frozenset({"2023-06"}), "2023-02", "2023-10", "2023-10")
     narrow = OutlierTarget(frozenset({"2023-11"}), "2023-11", "2023-12", "2023-12")
-    targets = {("legacy", "27994", "dossiers_received"): narrow,  # its group first: the wide one's scan passes it
+    targets = {("legacy", "27994", "dossiers_received"): narrow,
                ("legacy", "27991", "dossiers_received"): wide, ("legacy", "27994", "directives_issued"): wide}
     engine = make_engine(stack.database_url, pool_size=1)
     try:
