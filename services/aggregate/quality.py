@@ -149,11 +149,14 @@ class QualityPlan:
                 held.add(key)
         return held
 
-    def checkable(self, targets: Mapping[Place, tuple[Rule, ...]], present: Container[tuple[str, str, str]]
+    def checkable(self, targets: Mapping[Place, tuple[Rule, ...]], present: Iterable[tuple[str, str, str]]
                   ) -> dict[Place, tuple[Rule, ...]]:
         """The targets without the rules that skip wherever a value is missing (`skip_if_any`, most) and name
         an indicator the place's province holds no row of (`present`, by edition, province and indicator):
         such a rule has nothing to check there, and no flag of it was ever open there."""
+        held: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for e, p, indicator in present:
+            held[(e, p)].add(indicator)
         kept: dict[Place, tuple[Rule, ...]] = {}
         found: dict[tuple[tuple[Rule, ...], str, str], tuple[Rule, ...]] = {}
         for place, rules in targets.items():
@@ -164,9 +167,9 @@ class QualityPlan:
                 continue
             left = found.get((rules, edition, province))
             if left is None:
+                has = held[(edition, province)]
                 left = found[(rules, edition, province)] = tuple(
-                    r for r in rules if r.spec.missing is not Missing.SKIP_IF_ANY
-                    or all((edition, province, code) in present for code in r.indicator_codes))
+                    r for r in rules if r.spec.missing is not Missing.SKIP_IF_ANY or has.issuperset(r.indicator_codes))
             if left:
                 kept[place] = left
         return kept
