@@ -91,11 +91,13 @@ def _values(listed: str) -> list[Value | None]:
     Decimals. The ints are read as a JSON array: orjson reads a value in a tenth of what int() takes."""
     if "." in listed:
         return list(map(Decimal, listed.split(",")))
-    try:
-        values: list[Value | None] = orjson.loads(f"[{listed}]")
-    except orjson.JSONDecodeError:  # beyond 64 bits, which no reported count reaches
-        return list(map(int, listed.split(",")))
-    return values
+    values: list[Value | None] = orjson.loads(f"[{listed}]")
+    if _INTS.issuperset(map(type, values)):
+        return values
+    return list(map(int, listed.split(",")))  # orjson reads an integer beyond 64 bits as a float: int() is exact
+
+
+_INTS = frozenset([int])
 
 
 # Through the partial index of open flags: the count reads the open rows only, however many have resolved.

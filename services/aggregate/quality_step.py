@@ -83,13 +83,13 @@ class QualityStep:
         self._judging: asyncio.Task[tuple[Verdicts, Surroundings]] | None = None
 
     async def _read(self, engine: AsyncEngine, rules: dict[Place, tuple[Rule, ...]], keys: Collection[Key],
-                    batch: set[presence.Triple], spans: Collection[Span]) -> Surroundings:
+                    indicators: set[presence.Triple], spans: Collection[Span]) -> Surroundings:
         plan = self._plan
         async with engine.connect() as conn:
             # What a province has never had a row of (shared/indicator_presence.py) is neither checked nor read:
             # most rules naming such an indicator skip, and the others find it missing without asking.
             provinces = {p for e, u, _ in rules if (p := plan.province_of(e, u)) is not None}
-            present = await presence.present(conn, provinces) | batch
+            present = await presence.present(conn, provinces) | indicators
             rules = plan.checkable(rules, present)
             reads = plan.rule_reads(rules)
             reads.difference_update(keys)
